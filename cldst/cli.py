@@ -1,0 +1,110 @@
+"""Command line: ``cldst run``, with the flag names of the original code's README.
+
+Every ExperimentConfig field is a flag (``--density 0.1``); the original's spellings are
+aliases (``--init``, ``--net_name``, ``--l2``, ``--death_rate``). ``-f PRESET.yaml`` reads
+settings from a file first; flags given on the command line override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+from .config import ConfigError, ExperimentConfig, load_preset
+from .data import DataError
+
+FLAG_ALIASES = {
+    "sparse_init": ["--init"],
+    "arch": ["--net_name"],
+    "weight_decay": ["--l2"],
+    "prune_rate": ["--death_rate"],
+}
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _field_type(f) -> type:
+    hint = typing.get_type_hints(ExperimentConfig)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0]
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("experiment settings (default: the dataset's, see cldst/config.py)")
+    for f in fields(ExperimentConfig):
+        kind = _field_type(f)
+        names = [f"--{f.name}", *FLAG_ALIASES.get(f.name, [])]
+        parse = _parse_bool if kind is bool else kind
+        group.add_argument(*names, dest=f.name, type=parse, default=argparse.SUPPRESS,
+                           metavar=kind.__name__.upper())
+    # Accepted for the original's command lines; magnitude pruning is the only rule.
+    group.add_argument("--death", choices=["magnitude"], default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    names = {f.name for f in fields(ExperimentConfig)}
+    values = load_preset(args.preset) if args.preset else {}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return ExperimentConfig.from_dict(values)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runs import RunDir
+    from .train import run_experiment
+
+    cfg = config_from_args(args)
+    out = Path(args.out) if args.out else RunDir.default_for(cfg).path
+    print(f"run {cfg.run_id()} → {out}", file=sys.stderr)
+    started = time.perf_counter()
+    m = run_experiment(cfg, out, resume=args.resume, progress=not args.no_progress)
+    seconds = time.perf_counter() - started
+    caps = ", ".join(f"{c:.3f}" for c in m["capacity"])
+    print(f"ACC {m['acc']:.2f}%  BWT {m['bwt']:.2f}  forgetting {m['forgetting']:.2f}  "
+          f"capacity [{caps}]  time {seconds:.1f} s")
+    print(f"results in {out}/metrics.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cldst", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train one continual-learning run")
+    run.add_argument("-f", "--preset", help="YAML/JSON file of settings (flags override it)")
+    run.add_argument("--out", help="run directory (default runs/<run id>)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_flags(run)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"cldst: error: {e}", file=sys.stderr)
+        return 2
+    except DataError as e:
+        print(f"cldst: data error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cldst: interrupted; finished tasks are in the checkpoint (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

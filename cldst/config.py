@@ -1,0 +1,216 @@
+"""ExperimentConfig: every setting of one run, validated, with the original code's defaults.
+
+Fields left as ``None`` take the dataset's default (the original code's per-benchmark
+defaults), so the resolved config written to ``config.json`` is always concrete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting that is not allowed. The message is one line naming the parameter."""
+
+
+DATASETS = ("split-mnist", "cifar100", "miniimagenet")
+ARCHS = ("resnet18", "mobilenetv2")
+INITS = ("uniform", "ERK")
+GROWTHS = ("random", "unfired", "gradient", "momentum")
+OPTIMIZERS = ("adam", "sgd")
+PROTOCOLS = ("clean", "reference")
+FREE_INITS = ("zero", "theta0")
+CLASS_ORDERS = ("native", "seeded")
+
+# Spellings of the original README and code, mapped to ours.
+ALIASES = {
+    "dataset": {"mnist": "split-mnist", "splitmnist": "split-mnist", "split_mnist": "split-mnist",
+                "cifar-100": "cifar100", "miniimagenet100": "miniimagenet",
+                "mini-imagenet": "miniimagenet"},
+    "sparse_init": {"erk": "ERK"},
+    "growth": {"random_unfired": "unfired"},
+    "arch": {"resnet": "resnet18", "mobilenet": "mobilenetv2"},
+}
+
+# Per-benchmark defaults: the original code's (REFERENCE.md), split-mnist at smoke scale.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "split-mnist": dict(num_classes=10, num_tasks=5, arch="resnet18", width=0.5, batch_size=64,
+                        epochs=3, density=0.2, update_frequency=10, image_size=28),
+    "cifar100": dict(num_classes=100, num_tasks=10, arch="mobilenetv2", width=1.0, batch_size=64,
+                     epochs=20, density=0.2, update_frequency=400, image_size=32),
+    "miniimagenet": dict(num_classes=100, num_tasks=10, arch="resnet18", width=1.0, batch_size=128,
+                         epochs=100, density=0.1, update_frequency=50, image_size=32),
+}
+
+# Settings that do not change what a run computes, left out of the run id.
+NOT_IN_RUN_ID = ("data_dir", "device")
+
+
+@dataclass
+class ExperimentConfig:
+    # benchmark
+    dataset: str = "split-mnist"
+    num_tasks: int | None = None
+    num_classes: int | None = None
+    num_classes_per_task: int | None = None
+    class_order: str = "native"  # "seeded": classes permuted by data_seed before splitting
+    image_size: int | None = None  # pixels per side; split-mnist 28, cifar100 32, miniimagenet 32 or 84
+    data_seed: int = 0  # seeds the train/test split where the benchmark has none
+    data_dir: str = "data"
+    # backbone
+    arch: str | None = None
+    width: float | None = None  # channel multiplier; 1.0 is the original network
+    # sparse training
+    sparse_init: str = "ERK"
+    growth: str = "gradient"
+    density: float | None = None  # fraction of each task's mask that is active, in (0, 1]
+    prune_rate: float = 0.5  # initial fraction of active weights pruned per update; cosine-decays to 0.005
+    update_frequency: int | None = None  # optimizer steps between topology updates
+    free_init: str = "zero"  # start value of a later task's free weights: "zero" (original) or "theta0"
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    epochs: int | None = None  # per task
+    batch_size: int | None = None
+    eval_batch_size: int = 256  # fixed: BatchNorm uses batch statistics at evaluation
+    seed: int = 0
+    # protocol
+    protocol: str = "clean"
+    # hardware
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on CPU
+    compile: bool = False  # torch.compile the model (CUDA)
+
+    def __post_init__(self) -> None:
+        self._normalise()
+        self._fill_defaults()
+        self.validate()
+
+    # ------------------------------------------------------------------ building
+    def _normalise(self) -> None:
+        for name, table in ALIASES.items():
+            value = getattr(self, name)
+            if isinstance(value, str):
+                key = value.strip()
+                setattr(self, name, table.get(key.lower(), table.get(key, key)))
+        if isinstance(self.protocol, str):
+            self.protocol = self.protocol.lower()
+        if isinstance(self.optimizer, str):
+            self.optimizer = self.optimizer.lower()
+
+    def _fill_defaults(self) -> None:
+        if self.dataset not in DATASET_DEFAULTS:
+            _bad("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        for name, value in DATASET_DEFAULTS[self.dataset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.num_classes_per_task is None and _is_int(self.num_tasks) and self.num_tasks > 0 \
+                and _is_int(self.num_classes) and self.num_classes % self.num_tasks == 0:
+            self.num_classes_per_task = self.num_classes // self.num_tasks
+        if self.num_classes_per_task is None:
+            _bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
+        if self.amp is None:
+            self.amp = self.device.startswith("cuda")
+
+    def validate(self) -> None:
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("arch", self.arch, ARCHS)
+        _choice("sparse_init", self.sparse_init, INITS)
+        _choice("growth", self.growth, GROWTHS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("protocol", self.protocol, PROTOCOLS)
+        _choice("free_init", self.free_init, FREE_INITS)
+        _choice("class_order", self.class_order, CLASS_ORDERS)
+        for name in ("num_tasks", "num_classes", "num_classes_per_task", "epochs", "batch_size",
+                     "eval_batch_size", "update_frequency", "image_size"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("seed", "data_seed"):
+            if not _is_int(getattr(self, name)):
+                _bad(name, getattr(self, name), "an integer")
+        if self.num_tasks * self.num_classes_per_task != self.num_classes:
+            raise ConfigError(
+                f"num_tasks × num_classes_per_task = {self.num_tasks} × {self.num_classes_per_task}"
+                f" = {self.num_tasks * self.num_classes_per_task} must equal num_classes={self.num_classes}")
+        native = DATASET_DEFAULTS[self.dataset]["num_classes"]
+        if self.num_classes > native:
+            _bad("num_classes", self.num_classes, f"at most {native}, the classes {self.dataset} has")
+        if not _is_number(self.density) or not 0 < self.density <= 1:
+            _bad("density", self.density, "a number in (0, 1]")
+        if not _is_number(self.prune_rate) or not 0 <= self.prune_rate < 1:
+            _bad("prune_rate", self.prune_rate, "a number in [0, 1)")
+        if not _is_number(self.width) or self.width <= 0:
+            _bad("width", self.width, "a number > 0")
+        if not _is_number(self.lr) or self.lr <= 0:
+            _bad("lr", self.lr, "a number > 0")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            _bad("momentum", self.momentum, "a number in [0, 1)")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            _bad("weight_decay", self.weight_decay, "a number ≥ 0")
+        if not isinstance(self.device, str) or not (
+                self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
+            _bad("device", self.device, "auto, cpu, cuda or cuda:N")
+        if self.dataset == "split-mnist" and self.image_size != 28:
+            _bad("image_size", self.image_size, "28 for split-mnist")
+        if self.dataset == "cifar100" and self.image_size != 32:
+            _bad("image_size", self.image_size, "32 for cifar100")
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}: allowed are {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def run_id(self) -> str:
+        """Short hash of everything that changes what the run computes."""
+        d = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_RUN_ID}
+        digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.dataset}-{self.sparse_init}-{self.growth}-d{self.density:g}-s{self.seed}-{digest}"
+
+
+def load_preset(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON parameter file (the format papermill's -f takes)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"preset file {str(path)!r} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"preset file {str(path)!r} must hold a mapping of setting: value")
+    return values
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _bad(name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        _bad(name, value, f"one of {', '.join(allowed)}")
+
+
+def _at_least(name: str, value: Any, low: int) -> None:
+    if not _is_int(value) or value < low:
+        _bad(name, value, f"an integer ≥ {low}")

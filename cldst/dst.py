@@ -1,0 +1,181 @@
+"""Dynamic sparse training rules: sparse init, magnitude prune, growth criteria, prune-rate schedule.
+
+Each rule is a small function on one layer's flat tensors; ``GROWTH`` selects a growth rule by
+name. Selection uses ``kthvalue`` (linear time) plus an exact tie break, never a full sort, and
+returns exactly the number of positions asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+
+# ---------------------------------------------------------------------- init
+
+
+def layer_densities(shapes: Sequence[Sequence[int]], density: float, method: str) -> list[float]:
+    """Per-layer density whose weighted mean is ``density``.
+
+    uniform: every layer gets ``density``.
+    ERK (Evci et al. 2020, power 1): d_l = ε · (Σ dims_l) / (Π dims_l). ε solves
+    Σ_l d_l n_l = density · Σ_l n_l. A layer whose d_l would exceed 1 is made dense, its weights
+    are taken out of the budget, and ε is solved again over the remaining layers.
+    """
+    if method == "uniform":
+        return [float(density)] * len(shapes)
+    if method != "ERK":
+        raise ValueError(f"unknown sparse init {method!r}")
+    numel = [math.prod(s) for s in shapes]
+    raw = [sum(s) / math.prod(s) for s in shapes]
+    budget = density * sum(numel)
+    dense: set[int] = set()
+    while True:
+        rest = [i for i in range(len(shapes)) if i not in dense]
+        eps = (budget - sum(numel[i] for i in dense)) / sum(raw[i] * numel[i] for i in rest)
+        over = [i for i in rest if eps * raw[i] > 1]
+        if not over:
+            break
+        dense.add(max(over, key=lambda i: raw[i]))
+    return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
+
+
+def active_count(numel: int, density: float) -> int:
+    """Exact number of active weights of a layer at ``density`` (clean protocol)."""
+    return min(numel, max(1, round(density * numel)))
+
+
+def random_mask(shape: Sequence[int], density: float, generator: torch.Generator,
+                exact: bool = True, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A bool mask: exactly ``active_count`` positions if ``exact``, else a Bernoulli(density) draw."""
+    scores = torch.rand(tuple(shape), generator=generator, device=device)
+    if not exact:
+        return scores < density
+    return top_k_mask(scores, active_count(scores.numel(), density))
+
+
+# ---------------------------------------------------------------------- selection
+
+
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of exactly the ``k`` largest scores; ties broken by lowest flat index."""
+    flat = scores.reshape(-1)
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    if k <= 0:
+        return chosen.view_as(scores)
+    if k >= flat.numel():
+        return torch.ones_like(scores, dtype=torch.bool)
+    # k-th largest = -(k-th smallest of -scores)
+    thr = -torch.kthvalue(-flat, k).values
+    chosen = flat > thr
+    need = k - int(chosen.sum())
+    if need > 0:
+        ties = torch.nonzero(flat == thr).squeeze(1)[:need]
+        chosen[ties] = True
+    return chosen.view_as(scores)
+
+
+# ---------------------------------------------------------------------- prune
+
+
+def prune_rate(step: int, total_steps: int, initial: float = 0.5, final: float = 0.005) -> float:
+    """Cosine decay: r(s) = final + (initial − final)·(1 + cos(π s / S))/2, from initial to final."""
+    s = min(max(step, 0), total_steps)
+    return final + (initial - final) * (1 + math.cos(math.pi * s / max(total_steps, 1))) / 2
+
+
+def magnitude_prune(weight: torch.Tensor, mask: torch.Tensor, rate: float) -> tuple[torch.Tensor, int]:
+    """Drop the ceil(rate · n_active) active weights of smallest |w|. Returns (new mask, removed).
+
+    Inactive positions never rank; active exact zeros rank smallest.
+    """
+    n_active = int(mask.sum())
+    k = min(n_active, math.ceil(rate * n_active))
+    if k == 0:
+        return mask.clone(), 0
+    score = weight.detach().abs().float().masked_fill(~mask, float("inf"))
+    removed = top_k_mask(-score, k)
+    return mask & ~removed, k
+
+
+# ---------------------------------------------------------------------- grow
+# Each rule returns a [0, ∞) score per position; grow() takes the top ``n`` among the candidates.
+
+def _random_score(weight, mask, n, *, generator, **_):
+    return torch.rand(weight.shape, generator=generator, device=weight.device)
+
+
+def _unfired_score(weight, mask, n, *, generator, fired, **_):
+    # Never-active positions of this task first (score ≥ 1), the rest after (score < 1), random within.
+    return _random_score(weight, mask, n, generator=generator) + (~fired).float()
+
+
+def _gradient_score(weight, mask, n, *, grad, **_):
+    if grad is None:
+        return torch.zeros_like(weight, dtype=torch.float)
+    return grad.detach().abs().float()
+
+
+def _momentum_score(weight, mask, n, *, optimizer_state, **_):
+    state = optimizer_state or {}
+    if "exp_avg" in state:  # Adam: |m / (sqrt(v) + 1e-8)|, no bias correction, as the original
+        return (state["exp_avg"] / (state["exp_avg_sq"].sqrt() + 1e-8)).abs().float()
+    if state.get("momentum_buffer") is not None:  # SGD
+        return state["momentum_buffer"].abs().float()
+    return torch.zeros_like(weight, dtype=torch.float)
+
+
+GROWTH: dict[str, Callable[..., torch.Tensor]] = {
+    "random": _random_score,
+    "unfired": _unfired_score,
+    "gradient": _gradient_score,
+    "momentum": _momentum_score,
+}
+
+
+def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
+         generator: torch.Generator | None = None, fired: torch.Tensor | None = None,
+         grad: torch.Tensor | None = None, optimizer_state: dict | None = None) -> torch.Tensor:
+    """Activate exactly ``n`` inactive positions of ``mask`` chosen by ``rule``; returns the new mask."""
+    if n <= 0:
+        return mask.clone()
+    score = GROWTH[rule](weight, mask, n, generator=generator, fired=fired, grad=grad,
+                         optimizer_state=optimizer_state)
+    score = score.masked_fill(mask, -1.0)  # active positions are never candidates
+    return mask | top_k_mask(score, n)
+
+
+# ---------------------------------------------------------------------- one task's topology
+
+
+class DynamicSparsity:
+    """Topology of the current task's mask: prune then grow every ``update_frequency`` steps."""
+
+    def __init__(self, params: Sequence[torch.Tensor], masks: list[torch.Tensor], *, growth: str,
+                 initial_prune_rate: float, total_steps: int, update_frequency: int,
+                 generator: torch.Generator):
+        self.params = list(params)
+        self.masks = masks
+        self.growth = growth
+        self.initial_prune_rate = initial_prune_rate
+        self.total_steps = total_steps
+        self.update_frequency = update_frequency
+        self.generator = generator
+        self.fired = [m.clone() for m in masks]  # positions ever active during this task
+
+    def due(self, step: int) -> bool:
+        return step % self.update_frequency == 0
+
+    def update(self, step: int, optimizer: torch.optim.Optimizer) -> dict:
+        """Prune and regrow every layer in place in ``self.masks``. Returns a summary for the log."""
+        rate = prune_rate(step, self.total_steps, self.initial_prune_rate)
+        moved = 0
+        for i, (p, mask) in enumerate(zip(self.params, self.masks)):
+            pruned, removed = magnitude_prune(p, mask, rate)
+            new = grow(self.growth, p, pruned, removed, generator=self.generator,
+                       fired=self.fired[i], grad=p.grad, optimizer_state=optimizer.state.get(p))
+            moved += int((new & ~mask).sum())
+            mask.copy_(new)
+            self.fired[i] |= new
+        return {"step": step, "prune_rate": rate, "regrown_new": moved}

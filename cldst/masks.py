@@ -1,0 +1,144 @@
+"""Parameter isolation: per-task masks, frozen weights, the merged model.
+
+Every conv and linear weight (every parameter whose name has no "bias", as in the original) is
+masked. ``Backbone`` keeps, across tasks:
+
+- ``task_masks[t]``: task t's final bool mask m_t;
+- ``used``: union of the finished tasks' masks, the positions owned and frozen;
+- ``merged``: the shared weights (owned positions hold their owner's trained values, others 0);
+- ``theta0``: the initial random weights.
+
+While task t trains, ``TaskIsolation`` keeps the frozen weights bit-for-bit: gradients at owned
+positions are zeroed (so optimizer state and the gradient growth rule see no signal there), and
+after every optimizer step each weight is reset to ``w·train_mask + frozen_values`` — which
+undoes whatever weight decay or momentum did to frozen or inactive positions.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .dst import layer_densities, random_mask
+
+
+def masked_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if "bias" not in n]
+
+
+class Backbone:
+    """The shared model plus everything the finished tasks own."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        named = masked_parameters(model)
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.biases = [(n, p) for n, p in model.named_parameters() if "bias" in n]
+        self.theta0 = [p.detach().clone() for p in self.params]
+        self.merged = [torch.zeros_like(p) for p in self.params]
+        self.used = [torch.zeros_like(p, dtype=torch.bool) for p in self.params]
+        self.task_masks: list[list[torch.Tensor]] = []
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(p.shape) for p in self.params]
+
+    def new_task_mask(self, density: float, method: str, generator: torch.Generator,
+                      exact: bool = True) -> list[torch.Tensor]:
+        """A fresh mask over the whole tensor of every layer, by uniform or ERK densities."""
+        dens = layer_densities(self.shapes, density, method)
+        return [random_mask(p.shape, d, generator, exact=exact, device=p.device)
+                for p, d in zip(self.params, dens)]
+
+    def start_weights(self, mask: Sequence[torch.Tensor], free_from_theta0: bool) -> None:
+        """Load the model for a new task: owned positions from ``merged``, free ones 0 (or θ0), ⊙ mask."""
+        with torch.no_grad():
+            for p, m, u, w, w0 in zip(self.params, mask, self.used, self.merged, self.theta0):
+                free = w0 if free_from_theta0 else torch.zeros_like(w0)
+                p.copy_(torch.where(u, w, free) * m)
+
+    def merge(self, mask: Sequence[torch.Tensor]) -> None:
+        """After a task: its trained free positions join ``merged``; its mask joins ``used``."""
+        with torch.no_grad():
+            for p, m, u, w in zip(self.params, mask, self.used, self.merged):
+                own = m & ~u
+                w.copy_(torch.where(own, p, w))
+                u |= m
+        self.task_masks.append([m.clone() for m in mask])
+
+    def load_task_weights(self, t: int) -> None:
+        """Set the model to merged ⊙ m_t, the network task t is evaluated with."""
+        with torch.no_grad():
+            for p, w, m in zip(self.params, self.merged, self.task_masks[t]):
+                p.copy_(w * m)
+
+    def capacity(self) -> float:
+        """Fraction of all masked weights owned by some task."""
+        owned = sum(int(u.sum()) for u in self.used)
+        return owned / sum(u.numel() for u in self.used)
+
+    def layer_densities(self, mask: Sequence[torch.Tensor]) -> dict[str, float]:
+        return {n: float(m.float().mean()) for n, m in zip(self.names, mask)}
+
+    def state_dict(self) -> dict:
+        return {"merged": self.merged, "used": self.used, "theta0": self.theta0,
+                "task_masks": self.task_masks, "biases": {n: p.detach().clone() for n, p in self.biases}}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for dst, src in zip(self.merged, state["merged"]):
+                dst.copy_(src)
+            for dst, src in zip(self.used, state["used"]):
+                dst.copy_(src)
+            for dst, src in zip(self.theta0, state["theta0"]):
+                dst.copy_(src)
+            for n, p in self.biases:
+                p.copy_(state["biases"][n])
+        self.task_masks = [[m.to(p.device) for m, p in zip(ms, self.params)] for ms in state["task_masks"]]
+
+
+class TaskIsolation:
+    """Keeps frozen positions fixed and inactive positions at zero while one task trains.
+
+    Clean protocol: a frozen position in the task's mask (grown or drawn) is active with its
+    owner's value. ``grown_frozen_zero`` (reference quirk) instead keeps a frozen position that
+    becomes active by growth at 0 during training.
+    """
+
+    def __init__(self, backbone: Backbone, mask: list[torch.Tensor], class_slice: slice,
+                 grown_frozen_zero: bool = False):
+        self.backbone = backbone
+        self.mask = mask
+        self.grown_frozen_zero = grown_frozen_zero
+        self.train_mask = [m & ~u for m, u in zip(mask, backbone.used)]
+        self.frozen_values = [w * (m & u) for w, m, u in zip(backbone.merged, mask, backbone.used)]
+        # Head biases of other tasks' classes get no gradient from this task's logit slice; they
+        # are still reset after each step so weight decay cannot move them.
+        self.bias_keep = [(p, p.detach().clone(), class_slice) for _, p in backbone.biases]
+
+    def zero_frozen_grads(self) -> None:
+        for p, u in zip(self.backbone.params, self.backbone.used):
+            if p.grad is not None:
+                p.grad.masked_fill_(u, 0.0)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for p, tm, fv in zip(self.backbone.params, self.train_mask, self.frozen_values):
+            p.mul_(tm).add_(fv)
+        for p, saved, sl in self.bias_keep:
+            p[: sl.start].copy_(saved[: sl.start])
+            p[sl.stop:].copy_(saved[sl.stop:])
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Recompute after a topology update changed ``mask`` in place, then re-apply it."""
+        for i, (m, u, w) in enumerate(zip(self.mask, self.backbone.used, self.backbone.merged)):
+            torch.logical_and(m, ~u, out=self.train_mask[i])
+            if self.grown_frozen_zero:
+                self.frozen_values[i].mul_(m)  # only frozen positions active before keep their value
+            else:
+                torch.mul(w, m & u, out=self.frozen_values[i])
+        self.after_step()

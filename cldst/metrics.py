@@ -1,0 +1,55 @@
+"""Continual-learning metrics from the accuracy matrix.
+
+A[i][j] is the accuracy (percent) on task j's test set after training task i; entries not
+measured are NaN (None in JSON). T is the number of tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def as_matrix(a: Sequence[Sequence[float | None]]) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in a], dtype=float)
+
+
+def to_json_matrix(a: np.ndarray) -> list[list[float | None]]:
+    return [[None if math.isnan(v) else float(v) for v in row] for row in np.asarray(a, float)]
+
+
+def average_accuracy(a) -> float:
+    """ACC = (1/T) Σ_j A[T-1][j]: mean accuracy over all tasks after the last one."""
+    a = as_matrix(a)
+    return float(np.mean(a[-1]))
+
+
+def backward_transfer(a) -> float:
+    """BWT = 1/(T-1) Σ_{j<T-1} (A[T-1][j] − A[j][j]). Negative means forgetting; 0 for T = 1."""
+    a = as_matrix(a)
+    t = a.shape[0]
+    if t < 2:
+        return 0.0
+    return float(np.mean([a[-1, j] - a[j, j] for j in range(t - 1)]))
+
+
+def forgetting(a) -> float:
+    """F = 1/(T-1) Σ_{j<T-1} (max_{i<T-1} A[i][j] − A[T-1][j]), the best earlier value minus the last
+    (as Mammoth and FACIL; Avalanche uses first minus last). 0 for T = 1."""
+    a = as_matrix(a)
+    t = a.shape[0]
+    if t < 2:
+        return 0.0
+    return float(np.mean([np.nanmax(a[j:t - 1, j]) - a[-1, j] for j in range(t - 1)]))
+
+
+def incremental_accuracy(a) -> list[float]:
+    """inc[i] = mean_{j≤i} A[T-1][j], as the original code prints it."""
+    a = as_matrix(a)
+    return [float(np.mean(a[-1, : i + 1])) for i in range(a.shape[0])]
+
+
+def summary(a) -> dict[str, float]:
+    return {"acc": average_accuracy(a), "bwt": backward_transfer(a), "forgetting": forgetting(a)}

@@ -1,0 +1,87 @@
+"""A run directory: config.json, metrics.json, history.csv and checkpoint.pt, written atomically.
+
+``metrics.json`` is written once, when the run has finished: its presence means "done".
+``checkpoint.pt`` is rewritten at every task boundary and lets ``--resume`` continue.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ExperimentConfig
+
+CONFIG, METRICS, HISTORY, CHECKPOINT = "config.json", "metrics.json", "history.csv", "checkpoint.pt"
+HISTORY_FIELDS = ("kind", "task", "epoch", "step", "loss", "train_acc", "lr", "prune_rate",
+                  "regrown_new", "seconds")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def default_for(cls, cfg: ExperimentConfig, root: str | Path = "runs") -> "RunDir":
+        return cls(Path(root) / cfg.run_id())
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def finished(self) -> bool:
+        return self.file(METRICS).is_file()
+
+    def write_config(self, cfg: ExperimentConfig) -> None:
+        atomic_write_json(self.file(CONFIG), cfg.to_dict())
+
+    def read_config(self) -> ExperimentConfig:
+        return ExperimentConfig.from_dict(json.loads(self.file(CONFIG).read_text()))
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_json(self.file(METRICS), metrics)
+
+    def read_metrics(self) -> dict:
+        return json.loads(self.file(METRICS).read_text())
+
+    def write_history(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(self.file(HISTORY), buf.getvalue().encode())
+
+    def write_checkpoint(self, state: dict) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.file(CHECKPOINT), buf.getvalue())
+
+    def read_checkpoint(self) -> dict | None:
+        path = self.file(CHECKPOINT)
+        if not path.is_file():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=False)

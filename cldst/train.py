@@ -1,0 +1,276 @@
+"""The task loop: for each task, draw a mask, train it with DST, merge, evaluate every task seen.
+
+Randomness is drawn from one generator per task, seeded by (seed, task), so a run resumed at a
+task boundary computes exactly what the uninterrupted run computes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import metrics as M
+from .config import ConfigError, ExperimentConfig
+from .data import ImageSplit, load_benchmark, task_class_range
+from .data.transforms import BatchTransform
+from .dst import DynamicSparsity
+from .masks import Backbone, TaskIsolation
+from .models import build_model
+from .runs import RunDir
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} is not allowed: no CUDA GPU is visible; use cpu or auto")
+    return torch.device(name)
+
+
+def derived_seed(seed: int, *stream: int) -> int:
+    """Independent seeds per purpose: model init (0,) and task t (1, t).
+
+    Masks must not be drawn from the same stream as the initial weights: with equal seeds a
+    top-k mask of uniform scores would keep exactly the largest initial weights.
+    """
+    return int(np.random.SeedSequence((seed, *stream)).generate_state(1, np.uint64)[0] >> 1)
+
+
+def task_seed(seed: int, task: int) -> int:
+    return derived_seed(seed, 1, task)
+
+
+def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class RunState:
+    """Everything a run has produced so far; saved in the checkpoint at each task boundary."""
+
+    num_tasks: int
+    next_task: int = 0
+    acc: list = field(default_factory=list)
+    capacity: list = field(default_factory=list)
+    layer_density: dict = field(default_factory=dict)
+    task_seconds: list = field(default_factory=list)
+    images_per_s: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.acc:
+            self.acc = [[None] * self.num_tasks for _ in range(self.num_tasks)]
+
+
+class ContinualLearner:
+    """Trains the tasks of one config in order, on one shared masked backbone."""
+
+    def __init__(self, cfg: ExperimentConfig, progress: bool = True, data: ImageSplit | None = None):
+        self.cfg = cfg
+        self.progress = progress
+        self.device = select_device(cfg.device)
+        data = data if data is not None else load_benchmark(cfg)
+        self.data_info = data.info
+        dev = self.device
+        self.train_x, self.train_y = data.train_x.to(dev), data.train_y.to(dev)
+        self.test_x, self.test_y = data.test_x.to(dev), data.test_y.to(dev)
+        self.transform = BatchTransform(data.mean, data.std, dev, pad=4, hflip=data.hflip)
+        self.train_idx, self.test_idx = [], []
+        for t in range(cfg.num_tasks):
+            sl = task_class_range(t, cfg.num_classes_per_task)
+            self.train_idx.append(self._indices(self.train_y, sl))
+            self.test_idx.append(self._indices(self.test_y, sl))
+        torch.manual_seed(derived_seed(cfg.seed, 0))
+        model = build_model(cfg.arch, cfg.num_classes, data.train_x.shape[1], cfg.width).to(dev)
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.forward = torch.compile(model) if cfg.compile else model
+        self.backbone = Backbone(model)
+        self.state = RunState(cfg.num_tasks)
+
+    @staticmethod
+    def _indices(y: torch.Tensor, sl: slice) -> torch.Tensor:
+        idx = torch.nonzero((y >= sl.start) & (y < sl.stop)).squeeze(1)
+        if idx.numel() == 0:
+            raise ConfigError(f"classes {sl.start}..{sl.stop - 1} have no images in this dataset")
+        return idx
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.amp))
+
+    # ------------------------------------------------------------------ training
+    def train_task(self, t: int) -> None:
+        cfg, bb = self.cfg, self.backbone
+        gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
+        torch.manual_seed(task_seed(cfg.seed, t))
+        sl = task_class_range(t, cfg.num_classes_per_task)
+        mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen)
+        bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
+        iso = TaskIsolation(bb, mask, sl)
+        opt = make_optimizer(cfg, self.model.parameters())
+        milestones = [int(cfg.epochs / 2), int(cfg.epochs * 3 / 4)]
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+        idx = self.train_idx[t]
+        n, bs = idx.numel(), cfg.batch_size
+        # Full batches only: BatchNorm with batch statistics is ill-defined on a batch of one.
+        steps_per_epoch = max(1, n // bs)
+        total = steps_per_epoch * cfg.epochs
+        dst = DynamicSparsity(bb.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
+                              total_steps=total, update_frequency=cfg.update_frequency, generator=gen)
+        self.model.train()
+        step, seen, started = 0, 0, time.perf_counter()
+        bar = tqdm(total=total, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
+                   disable=not self.progress, unit="step")
+        for epoch in range(cfg.epochs):
+            loss_sum = torch.zeros((), device=self.device)
+            correct = torch.zeros((), device=self.device, dtype=torch.long)
+            perm = idx[torch.randperm(n, generator=gen).to(self.device)]
+            for b in range(steps_per_epoch):
+                batch = perm[b * bs:(b + 1) * bs] if n >= bs else perm
+                x = self.transform.train(self.train_x[batch], gen)
+                y = self.train_y[batch] - sl.start
+                with self._autocast():
+                    logits = self.forward(x)[:, sl].float()
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=False)
+                loss.backward()
+                iso.zero_frozen_grads()
+                opt.step()
+                iso.after_step()
+                step += 1
+                if dst.due(step):
+                    update = dst.update(step, opt)
+                    iso.refresh()
+                    self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
+                loss_sum += loss.detach() * y.numel()
+                correct += (logits.argmax(1) == y).sum()
+                seen += y.numel()
+                bar.update()
+            sched.step()
+            count = steps_per_epoch * min(n, bs)
+            row = dict(kind="epoch", task=t, epoch=epoch, step=step, loss=float(loss_sum) / count,
+                       train_acc=100.0 * float(correct) / count, lr=opt.param_groups[0]["lr"],
+                       seconds=time.perf_counter() - started)
+            self.state.history.append(row)
+            bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{row['loss']:.3f}",
+                            acc=f"{row['train_acc']:.1f}%")
+        bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        bb.merge(mask)
+        st = self.state
+        st.task_seconds.append(seconds)
+        st.images_per_s.append(seen / seconds)
+        st.capacity.append(bb.capacity())
+        for name, d in bb.layer_densities(mask).items():
+            st.layer_density.setdefault(name, []).append(d)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.inference_mode()
+    def evaluate(self, j: int) -> float:
+        """Accuracy (%) on task j's test set with merged ⊙ m_j, argmax within task j's classes.
+
+        No augmentation; the test images in index order, in fixed batches of eval_batch_size
+        (a last batch of one joins the one before: BatchNorm uses batch statistics).
+        """
+        self.backbone.load_task_weights(j)
+        self.model.eval()
+        sl = task_class_range(j, self.cfg.num_classes_per_task)
+        batches = list(torch.split(self.test_idx[j], self.cfg.eval_batch_size))
+        if len(batches) > 1 and batches[-1].numel() == 1:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for batch in batches:
+            x = self.transform.normalise(self.test_x[batch])
+            with self._autocast():
+                pred = self.forward(x)[:, sl].argmax(1)
+            correct += (pred == self.test_y[batch] - sl.start).sum()
+        return 100.0 * float(correct) / self.test_idx[j].numel()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, run_dir: RunDir | None = None, max_tasks: int | None = None,
+            on_task_end: Callable[[int, "ContinualLearner"], None] | None = None) -> dict | None:
+        """Train the remaining tasks. Returns the metrics, or None if stopped by ``max_tasks``."""
+        cfg, st = self.cfg, self.state
+        last = cfg.num_tasks if max_tasks is None else min(cfg.num_tasks, st.next_task + max_tasks)
+        tasks = tqdm(range(st.next_task, last), desc="tasks", disable=not self.progress,
+                     initial=st.next_task, total=cfg.num_tasks)
+        for t in tasks:
+            self.train_task(t)
+            for j in range(t + 1):
+                st.acc[t][j] = self.evaluate(j)
+            st.next_task = t + 1
+            tasks.set_postfix(acc=f"{np.mean(st.acc[t][: t + 1]):.1f}%", capacity=f"{st.capacity[-1]:.3f}")
+            if run_dir is not None:
+                run_dir.write_history(st.history)
+                run_dir.write_checkpoint(self.checkpoint())
+            if on_task_end is not None:
+                on_task_end(t, self)
+        tasks.close()
+        if st.next_task < cfg.num_tasks:
+            return None
+        result = self.metrics()
+        if run_dir is not None:
+            run_dir.write_metrics(result)
+        return result
+
+    def metrics(self) -> dict:
+        st = self.state
+        a = M.as_matrix(st.acc)
+        return {
+            "run_id": self.cfg.run_id(),
+            "status": "finished",
+            "protocol": self.cfg.protocol,
+            "acc_matrix": M.to_json_matrix(a),
+            **M.summary(a),
+            "capacity": st.capacity,
+            "layer_density": st.layer_density,
+            "task_seconds": st.task_seconds,
+            "images_per_s": st.images_per_s,
+            "total_seconds": float(sum(st.task_seconds)),
+            "data": self.data_info,
+            "device": str(self.device),
+            "torch": torch.__version__,
+            "config": self.cfg.to_dict(),
+        }
+
+    # ------------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> dict:
+        return {"config": self.cfg.to_dict(), "state": vars(self.state).copy(),
+                "backbone": self.backbone.state_dict()}
+
+    def restore(self, ckpt: dict) -> None:
+        saved = ExperimentConfig.from_dict(ckpt["config"])
+        if saved.run_id() != self.cfg.run_id():
+            raise ConfigError("the checkpoint was written by a run with other settings; "
+                              "resume with the same settings or choose another --out")
+        self.backbone.load_state_dict(ckpt["backbone"])
+        self.state = RunState(**ckpt["state"])
+
+
+def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, *, resume: bool = False,
+                   progress: bool = True, max_tasks: int | None = None) -> dict | None:
+    """Run (or resume) one experiment into ``out`` (default ``runs/<run id>``); return its metrics."""
+    run_dir = RunDir(out) if out is not None else RunDir.default_for(cfg)
+    ckpt = run_dir.read_checkpoint() if run_dir.path.exists() else None
+    if run_dir.finished and resume:
+        return run_dir.read_metrics()
+    if (run_dir.finished or ckpt is not None) and not resume:
+        raise ConfigError(f"out={str(run_dir.path)!r} already holds a run: pass --resume to continue "
+                          "it, or choose another --out")
+    learner = ContinualLearner(cfg, progress=progress)
+    if ckpt is not None:
+        learner.restore(ckpt)
+    run_dir.write_config(cfg)
+    return learner.run(run_dir, max_tasks=max_tasks)
