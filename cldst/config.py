@@ -40,13 +40,17 @@ ALIASES = {
 
 # Per-benchmark defaults: the original code's (REFERENCE.md), split-mnist at smoke scale.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "split-mnist": dict(num_classes=10, num_tasks=5, arch="resnet18", width=0.5, batch_size=64,
+    "split-mnist": dict(num_classes=10, num_tasks=5, arch="resnet18", width=0.5, batch_size=16,
                         epochs=3, density=0.2, update_frequency=10, image_size=28),
     "cifar100": dict(num_classes=100, num_tasks=10, arch="mobilenetv2", width=1.0, batch_size=64,
                      epochs=20, density=0.2, update_frequency=400, image_size=32),
     "miniimagenet": dict(num_classes=100, num_tasks=10, arch="resnet18", width=1.0, batch_size=128,
                          epochs=100, density=0.1, update_frequency=50, image_size=32),
 }
+
+# Behaviours of the original code that protocol="reference" reproduces, one flag each.
+QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_epoch",
+          "grown_frozen_zero", "bernoulli_masks", "unfired_topup")
 
 # Settings that do not change what a run computes, left out of the run id.
 NOT_IN_RUN_ID = ("data_dir", "device")
@@ -82,8 +86,16 @@ class ExperimentConfig:
     batch_size: int | None = None
     eval_batch_size: int = 256  # fixed: BatchNorm uses batch statistics at evaluation
     seed: int = 0
-    # protocol
+    # protocol: "reference" turns every quirk below on; "clean" turns them off. Each quirk left
+    # as None follows the protocol; set one to true/false to switch it alone (REFERENCE.md).
     protocol: str = "clean"
+    test_augment: bool | None = None  # evaluate with the train augmentation, shuffled batches of 128
+    eval_all_classes: bool | None = None  # argmax over all classes at evaluation, not the task's
+    final_model_matrix: bool | None = None  # every accuracy-matrix entry from the final model
+    keep_best_epoch: bool | None = None  # keep the epoch with the best training accuracy
+    grown_frozen_zero: bool | None = None  # a grown position an earlier task froze stays 0 in training
+    bernoulli_masks: bool | None = None  # Bernoulli mask init and random growth: inexact counts
+    unfired_topup: bool | None = None  # unfired growth tops up short counts with Bernoulli draws
     # hardware
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on CPU
@@ -119,6 +131,10 @@ class ExperimentConfig:
             _bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
         if self.amp is None:
             self.amp = self.device.startswith("cuda")
+        if self.protocol in PROTOCOLS:
+            for name in QUIRKS:
+                if getattr(self, name) is None:
+                    setattr(self, name, self.protocol == "reference")
 
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
@@ -132,6 +148,9 @@ class ExperimentConfig:
         for name in ("num_tasks", "num_classes", "num_classes_per_task", "epochs", "batch_size",
                      "eval_batch_size", "update_frequency", "image_size"):
             _at_least(name, getattr(self, name), 1)
+        for name in ("amp", "compile", *QUIRKS):
+            if not isinstance(getattr(self, name), bool):
+                _bad(name, getattr(self, name), "true or false")
         for name in ("seed", "data_seed"):
             if not _is_int(getattr(self, name)):
                 _bad(name, getattr(self, name), "an integer")

@@ -78,7 +78,7 @@ class ContinualLearner:
         self.cfg = cfg
         self.progress = progress
         self.device = select_device(cfg.device)
-        data = data if data is not None else load_benchmark(cfg)
+        data = data if data is not None else load_benchmark(cfg, progress)
         self.data_info = data.info
         dev = self.device
         self.train_x, self.train_y = data.train_x.to(dev), data.train_y.to(dev)

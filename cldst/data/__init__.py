@@ -11,7 +11,7 @@ from .base import DataError, ImageSplit
 __all__ = ["DataError", "ImageSplit", "load_benchmark", "class_order", "task_class_range"]
 
 
-def _load_source(cfg) -> ImageSplit:
+def _load_source(cfg, progress: bool) -> ImageSplit:
     if cfg.dataset == "split-mnist":
         from .mnist import load_mnist_subset
         return load_mnist_subset(cfg.data_seed)
@@ -19,8 +19,13 @@ def _load_source(cfg) -> ImageSplit:
         from .cifar100 import load_cifar100
         return load_cifar100(cfg.data_dir)
     if cfg.dataset == "miniimagenet":
-        from .miniimagenet import load_miniimagenet
-        return load_miniimagenet(Path(cfg.data_dir), cfg.image_size, cfg.data_seed)
+        from .miniimagenet import CLASSES, find_source, load_miniimagenet
+        strict = {}
+        # A smaller tree (a subset, or a smoke test) is accepted when the run uses fewer classes.
+        if cfg.num_classes < CLASSES and len(find_source(cfg.data_dir).wnids) != CLASSES:
+            strict = dict(expected_classes=cfg.num_classes, images_per_class=None)
+        return load_miniimagenet(Path(cfg.data_dir), cfg.image_size, cfg.data_seed,
+                                 progress=progress, **strict)
     raise DataError(f"unknown dataset {cfg.dataset!r}")
 
 
@@ -31,9 +36,9 @@ def class_order(num_native: int, order: str, seed: int) -> torch.Tensor:
     return torch.randperm(num_native, generator=torch.Generator().manual_seed(seed))
 
 
-def load_benchmark(cfg) -> ImageSplit:
+def load_benchmark(cfg, progress: bool = False) -> ImageSplit:
     """Load ``cfg.dataset``, relabel by the class order and keep the first ``cfg.num_classes``."""
-    split = _load_source(cfg)
+    split = _load_source(cfg, progress)
     num_native = int(split.train_y.max()) + 1
     order = class_order(num_native, cfg.class_order, cfg.data_seed)
     relabel = torch.empty_like(order)
