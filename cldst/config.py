@@ -98,7 +98,7 @@ class ExperimentConfig:
     unfired_topup: bool | None = None  # unfired growth tops up short counts with Bernoulli draws
     # hardware
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on CPU
+    amp: bool | None = None  # bf16 autocast; None = on when the run is on CUDA, off on CPU
     compile: bool = False  # torch.compile the model (CUDA)
 
     def __post_init__(self) -> None:
@@ -119,6 +119,8 @@ class ExperimentConfig:
             self.optimizer = self.optimizer.lower()
 
     def _fill_defaults(self) -> None:
+        if not isinstance(self.device, str):
+            _bad("device", self.device, "auto, cpu, cuda or cuda:N")
         if self.dataset not in DATASET_DEFAULTS:
             _bad("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
         for name, value in DATASET_DEFAULTS[self.dataset].items():
@@ -129,8 +131,6 @@ class ExperimentConfig:
             self.num_classes_per_task = self.num_classes // self.num_tasks
         if self.num_classes_per_task is None:
             _bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
-        if self.amp is None:
-            self.amp = self.device.startswith("cuda")
         if self.protocol in PROTOCOLS:
             for name in QUIRKS:
                 if getattr(self, name) is None:
@@ -148,7 +148,9 @@ class ExperimentConfig:
         for name in ("num_tasks", "num_classes", "num_classes_per_task", "epochs", "batch_size",
                      "eval_batch_size", "update_frequency", "image_size"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("amp", "compile", *QUIRKS):
+        if self.amp is not None and not isinstance(self.amp, bool):
+            _bad("amp", self.amp, "true, false or null (on for CUDA)")
+        for name in ("compile", *QUIRKS):
             if not isinstance(getattr(self, name), bool):
                 _bad(name, getattr(self, name), "true or false")
         for name in ("seed", "data_seed"):
@@ -186,7 +188,7 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

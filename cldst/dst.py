@@ -8,7 +8,7 @@ returns exactly the number of positions asked for.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -31,14 +31,17 @@ def layer_densities(shapes: Sequence[Sequence[int]], density: float, method: str
     raw = [sum(s) / math.prod(s) for s in shapes]
     budget = density * sum(numel)
     dense: set[int] = set()
+    eps = 0.0
     while True:
         rest = [i for i in range(len(shapes)) if i not in dense]
+        if not rest:
+            break
         eps = (budget - sum(numel[i] for i in dense)) / sum(raw[i] * numel[i] for i in rest)
-        over = [i for i in rest if eps * raw[i] > 1]
+        over = [i for i in rest if eps * raw[i] > 1 + 1e-9]  # tolerance: at density 1, ε·raw ≈ 1
         if not over:
             break
         dense.add(max(over, key=lambda i: raw[i]))
-    return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
+    return [1.0 if i in dense else min(1.0, eps * raw[i]) for i in range(len(shapes))]
 
 
 def active_count(numel: int, density: float) -> int:
@@ -49,7 +52,7 @@ def active_count(numel: int, density: float) -> int:
 def random_mask(shape: Sequence[int], density: float, generator: torch.Generator,
                 exact: bool = True, device: torch.device | str = "cpu") -> torch.Tensor:
     """A bool mask: exactly ``active_count`` positions if ``exact``, else a Bernoulli(density) draw."""
-    scores = torch.rand(tuple(shape), generator=generator, device=device)
+    scores = torch.rand(tuple(shape), generator=generator).to(device)
     if not exact:
         return scores < density
     return top_k_mask(scores, active_count(scores.numel(), density))
@@ -102,8 +105,13 @@ def magnitude_prune(weight: torch.Tensor, mask: torch.Tensor, rate: float) -> tu
 # ---------------------------------------------------------------------- grow
 # Each rule returns a [0, ∞) score per position; grow() takes the top ``n`` among the candidates.
 
+def _uniform(shape, generator: torch.Generator, device) -> torch.Tensor:
+    """U(0,1) drawn from a CPU generator (reproducible on any device), then moved to ``device``."""
+    return torch.rand(tuple(shape), generator=generator).to(device)
+
+
 def _random_score(weight, mask, n, *, generator, **_):
-    return torch.rand(weight.shape, generator=generator, device=weight.device)
+    return _uniform(weight.shape, generator, weight.device)
 
 
 def _unfired_score(weight, mask, n, *, generator, fired, **_):
@@ -134,12 +142,43 @@ GROWTH: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def grow_random_bernoulli(mask: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Reference quirk: each inactive position grows with p = n / #inactive, so the count is inexact."""
+    inactive = ~mask
+    p = n / max(int(inactive.sum()), 1)
+    draw = _uniform(mask.shape, generator, mask.device) < p
+    return mask | (draw & inactive)
+
+
+def grow_unfired_topup(mask: torch.Tensor, n: int, generator: torch.Generator,
+                       fired: torch.Tensor) -> torch.Tensor:
+    """Reference quirk: exactly ``n`` never-fired positions if there are that many; otherwise all of
+    them, topped up by Bernoulli draws among the other inactive positions (an inexact count)."""
+    unfired = ~mask & ~fired
+    n_unfired = int(unfired.sum())
+    if n_unfired >= n:
+        score = _uniform(mask.shape, generator, mask.device).masked_fill(~unfired, -1.0)
+        return mask | top_k_mask(score, n)
+    rest = ~mask & fired
+    p = (n - n_unfired) / max(int(rest.sum()), 1)
+    draw = _uniform(mask.shape, generator, mask.device) < p
+    return mask | unfired | (draw & rest)
+
+
 def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
          generator: torch.Generator | None = None, fired: torch.Tensor | None = None,
-         grad: torch.Tensor | None = None, optimizer_state: dict | None = None) -> torch.Tensor:
-    """Activate exactly ``n`` inactive positions of ``mask`` chosen by ``rule``; returns the new mask."""
+         grad: torch.Tensor | None = None, optimizer_state: dict | None = None,
+         bernoulli: bool = False, unfired_topup: bool = False) -> torch.Tensor:
+    """Activate exactly ``n`` inactive positions of ``mask`` chosen by ``rule``; returns the new mask.
+
+    ``bernoulli`` (random) and ``unfired_topup`` (unfired) select the reference code's inexact variants.
+    """
     if n <= 0:
         return mask.clone()
+    if rule == "random" and bernoulli:
+        return grow_random_bernoulli(mask, n, generator)
+    if rule == "unfired" and unfired_topup:
+        return grow_unfired_topup(mask, n, generator, fired)
     score = GROWTH[rule](weight, mask, n, generator=generator, fired=fired, grad=grad,
                          optimizer_state=optimizer_state)
     score = score.masked_fill(mask, -1.0)  # active positions are never candidates
@@ -154,7 +193,7 @@ class DynamicSparsity:
 
     def __init__(self, params: Sequence[torch.Tensor], masks: list[torch.Tensor], *, growth: str,
                  initial_prune_rate: float, total_steps: int, update_frequency: int,
-                 generator: torch.Generator):
+                 generator: torch.Generator, bernoulli: bool = False, unfired_topup: bool = False):
         self.params = list(params)
         self.masks = masks
         self.growth = growth
@@ -162,6 +201,8 @@ class DynamicSparsity:
         self.total_steps = total_steps
         self.update_frequency = update_frequency
         self.generator = generator
+        self.bernoulli = bernoulli
+        self.unfired_topup = unfired_topup
         self.fired = [m.clone() for m in masks]  # positions ever active during this task
 
     def due(self, step: int) -> bool:
@@ -174,7 +215,8 @@ class DynamicSparsity:
         for i, (p, mask) in enumerate(zip(self.params, self.masks)):
             pruned, removed = magnitude_prune(p, mask, rate)
             new = grow(self.growth, p, pruned, removed, generator=self.generator,
-                       fired=self.fired[i], grad=p.grad, optimizer_state=optimizer.state.get(p))
+                       fired=self.fired[i], grad=p.grad, optimizer_state=optimizer.state.get(p),
+                       bernoulli=self.bernoulli, unfired_topup=self.unfired_topup)
             moved += int((new & ~mask).sum())
             mask.copy_(new)
             self.fired[i] |= new

@@ -16,7 +16,7 @@ undoes whatever weight decay or momentum did to frozen or inactive positions.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -54,18 +54,24 @@ class Backbone:
                 for p, d in zip(self.params, dens)]
 
     def start_weights(self, mask: Sequence[torch.Tensor], free_from_theta0: bool) -> None:
-        """Load the model for a new task: owned positions from ``merged``, free ones 0 (or θ0), ⊙ mask."""
+        """Load the model for a new task: merged ⊙ m_t, with free positions from θ0 if asked.
+
+        Free positions hold 0 in ``merged`` (unless a reference-protocol merge left a value there).
+        """
         with torch.no_grad():
             for p, m, u, w, w0 in zip(self.params, mask, self.used, self.merged, self.theta0):
-                free = w0 if free_from_theta0 else torch.zeros_like(w0)
-                p.copy_(torch.where(u, w, free) * m)
+                p.copy_((torch.where(u, w, w0) if free_from_theta0 else w) * m)
 
-    def merge(self, mask: Sequence[torch.Tensor]) -> None:
-        """After a task: its trained free positions join ``merged``; its mask joins ``used``."""
+    def merge(self, mask: Sequence[torch.Tensor], nonzero_rule: bool = False) -> None:
+        """After a task: its trained free positions join ``merged``; its mask joins ``used``.
+
+        ``nonzero_rule`` is the original's merge: every nonzero weight of the task's model is taken,
+        the rest keep the previous merged value.
+        """
         with torch.no_grad():
             for p, m, u, w in zip(self.params, mask, self.used, self.merged):
-                own = m & ~u
-                w.copy_(torch.where(own, p, w))
+                take = p != 0 if nonzero_rule else m & ~u
+                w.copy_(torch.where(take, p, w))
                 u |= m
         self.task_masks.append([m.clone() for m in mask])
 

@@ -7,7 +7,7 @@ measured are NaN (None in JSON). T is the number of tasks.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,3 +53,24 @@ def incremental_accuracy(a) -> list[float]:
 
 def summary(a) -> dict[str, float]:
     return {"acc": average_accuracy(a), "bwt": backward_transfer(a), "forgetting": forgetting(a)}
+
+
+def reference_metrics(a) -> dict:
+    """The metrics the original code prints, under its names, from its (final-model) matrix.
+
+    BWT[i] = mean_{j<i} (A[i][j] − A[j][j]), "Average BWT" = BWT[T−1];
+    FWT[i] = mean_{j>i} A[i][j], "Average FWT" = mean_{i<T−1} FWT[i];
+    incremental accuracy inc[i] = mean_{j≤i} A[T−1][j].
+    Entries that were not measured (NaN) are left out of the means.
+    """
+    a = as_matrix(a)
+    t = a.shape[0]
+    bwt = [float(np.nanmean([a[i, j] - a[j, j] for j in range(i)])) if i else 0.0 for i in range(t)]
+    fwt = [float(np.nanmean(a[i, i + 1:])) for i in range(t - 1)]
+    return {
+        "incremental accuracy": incremental_accuracy(a),
+        "BWT": bwt,
+        "Average BWT": bwt[-1],
+        "FWT": fwt,
+        "Average FWT": float(np.mean(fwt)) if fwt else 0.0,
+    }

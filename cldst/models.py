@@ -45,7 +45,7 @@ class ResNet18(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
         self.bn1 = _bn(widths[0])
         layers, cin = [], widths[0]
-        for i, (cout, stride) in enumerate(zip(widths, (1, 2, 2, 2))):
+        for cout, stride in zip(widths, (1, 2, 2, 2)):
             blocks = [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
             layers.append(nn.Sequential(*blocks))
             cin = cout

@@ -46,7 +46,7 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def default_for(cls, cfg: ExperimentConfig, root: str | Path = "runs") -> "RunDir":
+    def default_for(cls, cfg: ExperimentConfig, root: str | Path = "runs") -> RunDir:
         return cls(Path(root) / cfg.run_id())
 
     def file(self, name: str) -> Path:

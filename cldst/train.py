@@ -7,9 +7,9 @@ task boundary computes exactly what the uninterrupted run computes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -97,6 +97,7 @@ class ContinualLearner:
         self.forward = torch.compile(model) if cfg.compile else model
         self.backbone = Backbone(model)
         self.state = RunState(cfg.num_tasks)
+        self.eval_generator = torch.Generator().manual_seed(derived_seed(cfg.seed, 2))  # test_augment
 
     @staticmethod
     def _indices(y: torch.Tensor, sl: slice) -> torch.Tensor:
@@ -106,7 +107,8 @@ class ContinualLearner:
         return idx
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.amp))
+        amp = self.device.type == "cuda" if self.cfg.amp is None else self.cfg.amp
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp)
 
     # ------------------------------------------------------------------ training
     def train_task(self, t: int) -> None:
@@ -114,9 +116,9 @@ class ContinualLearner:
         gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
         torch.manual_seed(task_seed(cfg.seed, t))
         sl = task_class_range(t, cfg.num_classes_per_task)
-        mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen)
+        mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks)
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
-        iso = TaskIsolation(bb, mask, sl)
+        iso = TaskIsolation(bb, mask, sl, grown_frozen_zero=cfg.grown_frozen_zero)
         opt = make_optimizer(cfg, self.model.parameters())
         milestones = [int(cfg.epochs / 2), int(cfg.epochs * 3 / 4)]
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
@@ -126,7 +128,9 @@ class ContinualLearner:
         steps_per_epoch = max(1, n // bs)
         total = steps_per_epoch * cfg.epochs
         dst = DynamicSparsity(bb.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
-                              total_steps=total, update_frequency=cfg.update_frequency, generator=gen)
+                              total_steps=total, update_frequency=cfg.update_frequency, generator=gen,
+                              bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup)
+        best_acc, best_weights = -1.0, None
         self.model.train()
         step, seen, started = 0, 0, time.perf_counter()
         bar = tqdm(total=total, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
@@ -140,7 +144,8 @@ class ContinualLearner:
                 x = self.transform.train(self.train_x[batch], gen)
                 y = self.train_y[batch] - sl.start
                 with self._autocast():
-                    logits = self.forward(x)[:, sl].float()
+                    all_logits = self.forward(x).float()
+                logits = all_logits[:, sl]
                 loss = F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=False)
                 loss.backward()
@@ -153,7 +158,10 @@ class ContinualLearner:
                     iso.refresh()
                     self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
                 loss_sum += loss.detach() * y.numel()
-                correct += (logits.argmax(1) == y).sum()
+                if cfg.eval_all_classes:  # the original's training accuracy: argmax over all classes
+                    correct += (all_logits.argmax(1) == y + sl.start).sum()
+                else:
+                    correct += (logits.argmax(1) == y).sum()
                 seen += y.numel()
                 bar.update()
             sched.step()
@@ -164,11 +172,18 @@ class ContinualLearner:
             self.state.history.append(row)
             bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{row['loss']:.3f}",
                             acc=f"{row['train_acc']:.1f}%")
+            if cfg.keep_best_epoch and row["train_acc"] > best_acc:
+                best_acc = row["train_acc"]
+                best_weights = [p.detach().clone() for p in self.model.parameters()]
         bar.close()
+        if best_weights is not None:  # reference quirk: the best training-accuracy epoch's weights
+            with torch.no_grad():
+                for p, w in zip(self.model.parameters(), best_weights):
+                    p.copy_(w)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        bb.merge(mask)
+        bb.merge(mask, nonzero_rule=cfg.keep_best_epoch)
         st = self.state
         st.task_seconds.append(seconds)
         st.images_per_s.append(seen / seconds)
@@ -178,29 +193,54 @@ class ContinualLearner:
 
     # ------------------------------------------------------------------ evaluation
     @torch.inference_mode()
-    def evaluate(self, j: int) -> float:
-        """Accuracy (%) on task j's test set with merged ⊙ m_j, argmax within task j's classes.
+    def evaluate(self, j: int, mask_task: int | None = None) -> float:
+        """Accuracy (%) on task j's test set with merged ⊙ m_i, i = ``mask_task`` (default j).
 
-        No augmentation; the test images in index order, in fixed batches of eval_batch_size
-        (a last batch of one joins the one before: BatchNorm uses batch statistics).
+        Clean: no augmentation; the test images in index order, in fixed batches of
+        eval_batch_size (a last batch of one joins the one before: BatchNorm uses batch
+        statistics); argmax within task i's classes. With i ≠ j (the original's "FWT" entries)
+        task j's labels are shifted into task i's range. ``test_augment`` and
+        ``eval_all_classes`` switch on the original's evaluation quirks.
         """
-        self.backbone.load_task_weights(j)
+        cfg = self.cfg
+        i = j if mask_task is None else mask_task
+        self.backbone.load_task_weights(i)
         self.model.eval()
-        sl = task_class_range(j, self.cfg.num_classes_per_task)
-        batches = list(torch.split(self.test_idx[j], self.cfg.eval_batch_size))
+        sl = task_class_range(i, cfg.num_classes_per_task)
+        shift = (j - i) * cfg.num_classes_per_task
+        idx = self.test_idx[j]
+        if cfg.test_augment:  # the original: train transform and shuffled batches of 128
+            idx = idx[torch.randperm(idx.numel(), generator=self.eval_generator).to(self.device)]
+            batches = list(torch.split(idx, 128))
+        else:
+            batches = list(torch.split(idx, cfg.eval_batch_size))
         if len(batches) > 1 and batches[-1].numel() == 1:
             batches[-2:] = [torch.cat(batches[-2:])]
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for batch in batches:
-            x = self.transform.normalise(self.test_x[batch])
+            images = self.test_x[batch]
+            if cfg.test_augment:
+                x = self.transform.train(images, self.eval_generator)
+            else:
+                x = self.transform.normalise(images)
+            label = self.test_y[batch] - shift
             with self._autocast():
-                pred = self.forward(x)[:, sl].argmax(1)
-            correct += (pred == self.test_y[batch] - sl.start).sum()
-        return 100.0 * float(correct) / self.test_idx[j].numel()
+                logits = self.forward(x)
+            if cfg.eval_all_classes:
+                correct += (logits.argmax(1) == label).sum()
+            else:
+                correct += (logits[:, sl].argmax(1) == label - sl.start).sum()
+        return 100.0 * float(correct) / idx.numel()
+
+    def final_model_matrix(self) -> list[list[float]]:
+        """The original's matrix, all from the final model: A[i][j] = task j with m_j for j ≤ i,
+        with m_i (labels shifted into task i's range) for j > i."""
+        t = self.cfg.num_tasks
+        return [[self.evaluate(j, j if j <= i else i) for j in range(t)] for i in range(t)]
 
     # ------------------------------------------------------------------ the loop
     def run(self, run_dir: RunDir | None = None, max_tasks: int | None = None,
-            on_task_end: Callable[[int, "ContinualLearner"], None] | None = None) -> dict | None:
+            on_task_end: Callable[[int, ContinualLearner], None] | None = None) -> dict | None:
         """Train the remaining tasks. Returns the metrics, or None if stopped by ``max_tasks``."""
         cfg, st = self.cfg, self.state
         last = cfg.num_tasks if max_tasks is None else min(cfg.num_tasks, st.next_task + max_tasks)
@@ -208,10 +248,11 @@ class ContinualLearner:
                      initial=st.next_task, total=cfg.num_tasks)
         for t in tasks:
             self.train_task(t)
-            for j in range(t + 1):
-                st.acc[t][j] = self.evaluate(j)
+            if not cfg.final_model_matrix:
+                for j in range(t + 1):
+                    st.acc[t][j] = self.evaluate(j)
+                tasks.set_postfix(acc=f"{np.mean(st.acc[t][: t + 1]):.1f}%")
             st.next_task = t + 1
-            tasks.set_postfix(acc=f"{np.mean(st.acc[t][: t + 1]):.1f}%", capacity=f"{st.capacity[-1]:.3f}")
             if run_dir is not None:
                 run_dir.write_history(st.history)
                 run_dir.write_checkpoint(self.checkpoint())
@@ -220,6 +261,8 @@ class ContinualLearner:
         tasks.close()
         if st.next_task < cfg.num_tasks:
             return None
+        if cfg.final_model_matrix:
+            st.acc = self.final_model_matrix()
         result = self.metrics()
         if run_dir is not None:
             run_dir.write_metrics(result)
@@ -243,12 +286,13 @@ class ContinualLearner:
             "device": str(self.device),
             "torch": torch.__version__,
             "config": self.cfg.to_dict(),
+            **({"reference_metrics": M.reference_metrics(a)} if self.cfg.protocol == "reference" else {}),
         }
 
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self) -> dict:
         return {"config": self.cfg.to_dict(), "state": vars(self.state).copy(),
-                "backbone": self.backbone.state_dict()}
+                "backbone": self.backbone.state_dict(), "eval_rng": self.eval_generator.get_state()}
 
     def restore(self, ckpt: dict) -> None:
         saved = ExperimentConfig.from_dict(ckpt["config"])
@@ -257,6 +301,7 @@ class ContinualLearner:
                               "resume with the same settings or choose another --out")
         self.backbone.load_state_dict(ckpt["backbone"])
         self.state = RunState(**ckpt["state"])
+        self.eval_generator.set_state(ckpt["eval_rng"])
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, *, resume: bool = False,

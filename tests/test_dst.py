@@ -104,10 +104,6 @@ def test_erk_density_one_is_all_dense_for_these_shapes():
     assert layer_densities(SHAPES, 1.0, "ERK") == [1.0, 1.0, 1.0]
 
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError,
-                   reason="BUG: ERK at density=1 (a valid config value) can promote every layer through "
-                          "floating-point round-off (ε·raw = 1.0000000000000002 > 1) and then divides by "
-                          "an empty sum over the remaining layers")
 def test_erk_density_one_never_divides_by_zero():
     # numel 10, 800; raw 1.1, 0.0425. Layer 0 dense, then ε = 800/34, ε·0.0425 = 1.0000000000000002.
     assert layer_densities([(1, 10), (1, 20, 8, 5)], 1.0, "ERK") == [1.0, 1.0]
@@ -398,3 +394,22 @@ def test_update_keeps_per_layer_counts(growth, method, optimizer):
     # a second update at a later step keeps the counts too
     dst.update(4, opt)
     assert [int(m.sum()) for m in mask] == counts
+
+
+# ---------------------------------------------------------------------- CUDA: masks drawn with a CPU generator, as train.py does
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_new_task_mask_on_cuda_with_cpu_generator():
+    bb = Backbone(ResNet18(num_classes=4, in_channels=1, width=0.125).cuda())
+    mask = bb.new_task_mask(0.2, "ERK", torch.Generator().manual_seed(0))
+    assert all(m.device.type == "cuda" for m in mask)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("rule", ["random", "unfired"])
+def test_random_growth_on_cuda_with_cpu_generator(rule):
+    w = torch.zeros(20, device="cuda")
+    mask = torch.zeros(20, dtype=torch.bool, device="cuda")
+    mask[:5] = True
+    new = grow(rule, w, mask, 3, generator=torch.Generator().manual_seed(0), fired=mask.clone())
+    assert int(new.sum()) == 8
