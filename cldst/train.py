@@ -71,6 +71,44 @@ class RunState:
             self.acc = [[None] * self.num_tasks for _ in range(self.num_tasks)]
 
 
+class TaskTrainer:
+    """One task's training step: optimizer, isolation of frozen weights and DST topology updates.
+
+    Shared by the task loop and ``cldst bench``, so the benchmark times exactly this code.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module, forward, backbone: Backbone,
+                 mask: list[torch.Tensor], class_slice: slice, total_steps: int,
+                 generator: torch.Generator, autocast):
+        self.forward = forward
+        self.class_slice = class_slice
+        self.autocast = autocast
+        self.isolation = TaskIsolation(backbone, mask, class_slice, grown_frozen_zero=cfg.grown_frozen_zero)
+        self.optimizer = make_optimizer(cfg, model.parameters())
+        self.topology = DynamicSparsity(
+            backbone.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
+            total_steps=total_steps, update_frequency=cfg.update_frequency, generator=generator,
+            bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup)
+        self.steps = 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """One optimizer step on (x, y) with y in 0..C-1. Returns (loss, all logits, topology update)."""
+        with self.autocast():
+            all_logits = self.forward(x).float()
+        loss = F.cross_entropy(all_logits[:, self.class_slice], y)
+        self.optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        self.isolation.zero_frozen_grads()
+        self.optimizer.step()
+        self.isolation.after_step()
+        self.steps += 1
+        update = None
+        if self.topology.due(self.steps):
+            update = self.topology.update(self.steps, self.optimizer)
+            self.isolation.refresh()
+        return loss.detach(), all_logits.detach(), update
+
+
 class ContinualLearner:
     """Trains the tasks of one config in order, on one shared masked backbone."""
 
@@ -118,21 +156,18 @@ class ContinualLearner:
         sl = task_class_range(t, cfg.num_classes_per_task)
         mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks)
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
-        iso = TaskIsolation(bb, mask, sl, grown_frozen_zero=cfg.grown_frozen_zero)
-        opt = make_optimizer(cfg, self.model.parameters())
-        milestones = [int(cfg.epochs / 2), int(cfg.epochs * 3 / 4)]
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
         idx = self.train_idx[t]
         n, bs = idx.numel(), cfg.batch_size
         # Full batches only: BatchNorm with batch statistics is ill-defined on a batch of one.
         steps_per_epoch = max(1, n // bs)
         total = steps_per_epoch * cfg.epochs
-        dst = DynamicSparsity(bb.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
-                              total_steps=total, update_frequency=cfg.update_frequency, generator=gen,
-                              bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup)
+        trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self._autocast)
+        opt = trainer.optimizer
+        milestones = [int(cfg.epochs / 2), int(cfg.epochs * 3 / 4)]
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
         best_acc, best_weights = -1.0, None
         self.model.train()
-        step, seen, started = 0, 0, time.perf_counter()
+        seen, started = 0, time.perf_counter()
         bar = tqdm(total=total, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
                    disable=not self.progress, unit="step")
         for epoch in range(cfg.epochs):
@@ -143,30 +178,19 @@ class ContinualLearner:
                 batch = perm[b * bs:(b + 1) * bs] if n >= bs else perm
                 x = self.transform.train(self.train_x[batch], gen)
                 y = self.train_y[batch] - sl.start
-                with self._autocast():
-                    all_logits = self.forward(x).float()
-                logits = all_logits[:, sl]
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=False)
-                loss.backward()
-                iso.zero_frozen_grads()
-                opt.step()
-                iso.after_step()
-                step += 1
-                if dst.due(step):
-                    update = dst.update(step, opt)
-                    iso.refresh()
+                loss, all_logits, update = trainer.step(x, y)
+                if update is not None:
                     self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
-                loss_sum += loss.detach() * y.numel()
+                loss_sum += loss * y.numel()
                 if cfg.eval_all_classes:  # the original's training accuracy: argmax over all classes
                     correct += (all_logits.argmax(1) == y + sl.start).sum()
                 else:
-                    correct += (logits.argmax(1) == y).sum()
+                    correct += (all_logits[:, sl].argmax(1) == y).sum()
                 seen += y.numel()
                 bar.update()
             sched.step()
             count = steps_per_epoch * min(n, bs)
-            row = dict(kind="epoch", task=t, epoch=epoch, step=step, loss=float(loss_sum) / count,
+            row = dict(kind="epoch", task=t, epoch=epoch, step=trainer.steps, loss=float(loss_sum) / count,
                        train_acc=100.0 * float(correct) / count, lr=opt.param_groups[0]["lr"],
                        seconds=time.perf_counter() - started)
             self.state.history.append(row)

@@ -133,7 +133,7 @@ def simulate(arch: str = "resnet18", opt_name: str = "adam", *, method: str = "E
                         assert bool((p.detach()[~m] == 0).all())
         stats["live_frozen"].append(live)
         stats["trained_moved"].append(sum(
-            int((p.detach()[tm] != s[tm]).sum()) for p, tm, s in
+            int((p.detach()[tm.bool()] != s[tm.bool()]).sum()) for p, tm, s in
             zip(bb.params, iso.train_mask, stats["start_weights"][-1], strict=True)))
         stats["end_weights"].append([p.detach().clone() for p in bb.params])
         used_before = [u.clone() for u in bb.used]
