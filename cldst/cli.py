@@ -76,6 +76,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    table = run_bench(args.device, tuple(args.archs), width=args.width, repeats=args.repeats,
+                      steps=args.steps, amp=args.amp, compile=args.compile, loader=not args.no_loader)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cldst", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="DST step vs a plain dense PyTorch step, side by side")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    bench.add_argument("--archs", nargs="+", default=["resnet18", "mobilenetv2"],
+                       choices=["resnet18", "mobilenetv2"])
+    bench.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0: the paper's nets)")
+    bench.add_argument("--repeats", type=int, default=5, help="alternating repeats; medians are reported")
+    bench.add_argument("--steps", type=int, default=3, help="training steps per repeat")
+    bench.add_argument("--amp", type=_parse_bool, default=None, help="bf16 autocast (default: on for CUDA)")
+    bench.add_argument("--compile", action="store_true", help="torch.compile both models")
+    bench.add_argument("--no-loader", action="store_true", help="skip the end-to-end epoch comparison")
+    bench.add_argument("--out", help="also write the table to this file")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,252 @@
+"""``cldst bench``: what DST costs next to a plain PyTorch training loop, measured side by side.
+
+For each backbone, at its preset's batch size, on 32×32×3 images and 100 classes:
+
+1. images/s of a plain dense PyTorch step (same network and batch, data already in memory);
+2. images/s of cldst's DST step (``TaskTrainer.step``: isolation of frozen weights, masks, and a
+   topology update every 100 steps, amortised), measured as a later task, with frozen weights;
+3. their ratio;
+4. the time of one topology update (prune + grow + re-mask) for each growth rule;
+5. images/s of one epoch end to end: cldst's data path (uint8 tensors, batched augmentation on the
+   device) against a torchvision DataLoader with per-image PIL transforms and 2 workers, both
+   feeding the same DST step, on the same images;
+6. peak memory (CUDA: allocated by torch; CPU: the process's peak resident set so far).
+
+Steps are timed in alternation (dense, DST, dense, ...) after warm-up, and medians are reported,
+so both sides see the same machine load.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .config import ExperimentConfig
+from .data.transforms import BatchTransform
+from .dst import GROWTH
+from .masks import Backbone
+from .models import build_model
+from .train import TaskTrainer, select_device
+
+PRESET_BATCH = {"resnet18": 128, "mobilenetv2": 64}  # miniImageNet's and CIFAR-100's presets
+MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+UPDATE_FREQUENCY = 100
+
+
+@dataclass
+class BenchResult:
+    arch: str
+    batch: int
+    dense_ips: float
+    dst_ips: float
+    step_s: float
+    update_s: dict[str, float]
+    epoch_cldst_ips: float | None
+    epoch_loader_ips: float | None
+    peak_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.dst_ips / self.dense_ips
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _autocast(device: torch.device, amp: bool):
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def _dst_trainer(cfg: ExperimentConfig, device: torch.device, growth: str, amp: bool):
+    """A model on its second task: task 0's weights frozen, task 1 training with DST."""
+    torch.manual_seed(0)
+    model = build_model(cfg.arch, 100, 3, cfg.width).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if cfg.compile else model
+    bb = Backbone(model)
+    gen = torch.Generator().manual_seed(0)
+    first = bb.new_task_mask(cfg.density, cfg.sparse_init, gen)
+    bb.start_weights(first, free_from_theta0=True)
+    bb.merge(first)
+    mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen)
+    bb.start_weights(mask, free_from_theta0=False)
+    cfg.growth = growth
+    trainer = TaskTrainer(cfg, model, forward, bb, mask, slice(10, 20), 10**9, gen, _autocast(device, amp))
+    return model, trainer
+
+
+def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: int = 5, steps: int = 3,
+               warmup: int = 2, epoch_batches: int = 8, amp: bool = False, compile: bool = False,
+               batch: int | None = None, loader: bool = True) -> BenchResult:
+    batch = batch or PRESET_BATCH[arch]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    cfg = ExperimentConfig(dataset="cifar100", arch=arch, width=width, density=0.1, sparse_init="ERK",
+                           update_frequency=UPDATE_FREQUENCY, batch_size=batch, compile=compile)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch * epoch_batches, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(10, 20, (len(images),), generator=gen)
+    transform = BatchTransform(MEAN, STD, device)
+    x = transform.normalise(images[:batch].to(device))
+    y = labels[:batch].to(device) - 10
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    # 1. plain dense PyTorch: the ceiling
+    torch.manual_seed(0)
+    dense = build_model(arch, 100, 3, width).to(device)
+    if device.type == "cuda":
+        dense = dense.to(memory_format=torch.channels_last)
+    dense_forward = torch.compile(dense) if compile else dense
+    dense_opt = torch.optim.Adam(dense.parameters(), lr=1e-3)
+    autocast = _autocast(device, amp)
+
+    def dense_step():
+        with autocast():
+            loss = F.cross_entropy(dense_forward(x).float()[:, 10:20], y)
+        dense_opt.zero_grad()
+        loss.backward()
+        dense_opt.step()
+
+    # 2. the DST step of the task loop, topology updates kept out of the per-step timing
+    model, trainer = _dst_trainer(cfg, device, "momentum", amp)
+    trainer.topology.update_frequency = 10**9
+
+    def dst_step():
+        trainer.step(x, y)
+
+    for _ in range(warmup):
+        dense_step()
+        dst_step()
+    dense_times, dst_times = [], []
+    for _ in range(repeats):
+        dense_times.append(_timed(lambda: [dense_step() for _ in range(steps)], device) / steps)
+        dst_times.append(_timed(lambda: [dst_step() for _ in range(steps)], device) / steps)
+    dense_s, step_s = statistics.median(dense_times), statistics.median(dst_times)
+
+    # 4. one topology update per growth rule (optimizer state and gradients are in place)
+    update_s = {}
+    for rule in GROWTH:
+        trainer.topology.growth = rule
+        times = [_timed(lambda: (trainer.topology.update(UPDATE_FREQUENCY, trainer.optimizer),
+                                 trainer.isolation.refresh()), device) for _ in range(3)]
+        update_s[rule] = statistics.median(times)
+    amortised = step_s + update_s["momentum"] / UPDATE_FREQUENCY
+
+    # 5. one epoch end to end
+    epoch_cldst = epoch_loader = None
+    if loader:
+        trainer.topology.update_frequency = UPDATE_FREQUENCY
+        trainer.topology.growth = "momentum"
+        epoch_cldst = _epoch_cldst(images, labels, transform, trainer, batch, device)
+        epoch_loader = _epoch_dataloader(images, labels, trainer, batch, device)
+    del model
+    return BenchResult(arch, batch, batch / dense_s, batch / amortised, step_s, update_s,
+                       epoch_cldst, epoch_loader, _peak_mb(device))
+
+
+def _epoch_cldst(images, labels, transform, trainer, batch, device) -> float:
+    data_x, data_y = images.to(device), labels.to(device)
+    gen = torch.Generator().manual_seed(1)
+    n = len(data_x)
+
+    def epoch():
+        perm = torch.randperm(n, generator=gen).to(device)
+        for b in range(n // batch):
+            idx = perm[b * batch:(b + 1) * batch]
+            trainer.step(transform.train(data_x[idx], gen), data_y[idx] - 10)
+
+    return n // batch * batch / _timed(epoch, device)
+
+
+def _epoch_dataloader(images, labels, trainer, batch, device) -> float:
+    """The conventional pipeline: PIL images, per-image transforms in 2 DataLoader workers."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms as T
+
+    pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images]
+    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    ys = labels.tolist()
+
+    class PILDataset(Dataset):
+        def __len__(self):
+            return len(pil)
+
+        def __getitem__(self, i):
+            return tf(pil[i]), ys[i]
+
+    loader = DataLoader(PILDataset(), batch_size=batch, shuffle=True, num_workers=2, drop_last=True,
+                        pin_memory=device.type == "cuda")
+
+    def epoch():
+        for xb, yb in loader:
+            trainer.step(xb.to(device, non_blocking=True), yb.to(device, non_blocking=True) - 10)
+
+    return len(loader) * batch / _timed(epoch, device)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_table(results: list[BenchResult], device: torch.device, repeats: int, steps: int) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    lines = [
+        f"cldst bench: {device.type} ({name}), {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        f"medians over {repeats} alternating repeats of {steps} steps; 32×32×3 inputs, 100 classes, "
+        f"density 0.1 ERK, momentum growth, update frequency {UPDATE_FREQUENCY} (update cost amortised)",
+        "",
+        "| backbone | batch | dense step img/s | DST step img/s | DST / dense | epoch cldst img/s "
+        "| epoch DataLoader img/s | cldst / DataLoader | peak memory MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        loader = (f"{r.epoch_cldst_ips:.0f} | {r.epoch_loader_ips:.0f} | {r.epoch_cldst_ips / r.epoch_loader_ips:.2f}"
+                  if r.epoch_loader_ips else "– | – | –")
+        lines.append(f"| {r.arch} | {r.batch} | {r.dense_ips:.0f} | {r.dst_ips:.0f} | {r.ratio:.3f} | "
+                     f"{loader} | {r.peak_mb:.0f} |")
+    lines += ["", "| backbone | " + " | ".join(f"update, {g} (s)" for g in GROWTH) + " |",
+              "|---|" + "---|" * len(GROWTH)]
+    for r in results:
+        lines.append(f"| {r.arch} | " + " | ".join(f"{r.update_s[g]:.4f}" for g in GROWTH) + " |")
+    return "\n".join(lines)
+
+
+def run_bench(device: str = "cpu", archs=("resnet18", "mobilenetv2"), *, width: float = 1.0,
+              repeats: int = 5, steps: int = 3, amp: bool | None = None, compile: bool = False,
+              loader: bool = True, batch: int | None = None, epoch_batches: int = 8) -> str:
+    dev = select_device(device)
+    amp = dev.type == "cuda" if amp is None else amp
+    results = [bench_arch(a, dev, width=width, repeats=repeats, steps=steps, amp=amp, compile=compile,
+                          loader=loader, batch=batch, epoch_batches=epoch_batches) for a in archs]
+    return format_table(results, dev, repeats, steps)
