@@ -64,19 +64,46 @@ def random_mask(shape: Sequence[int], density: float, generator: torch.Generator
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of exactly the ``k`` largest scores; ties broken by lowest flat index."""
     flat = scores.reshape(-1)
-    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    n = flat.numel()
     if k <= 0:
-        return chosen.view_as(scores)
-    if k >= flat.numel():
+        return torch.zeros_like(scores, dtype=torch.bool)
+    if k >= n:
         return torch.ones_like(scores, dtype=torch.bool)
-    # k-th largest = -(k-th smallest of -scores)
-    thr = -torch.kthvalue(-flat, k).values
-    chosen = flat > thr
-    need = k - int(chosen.sum())
-    if need > 0:
-        ties = torch.nonzero(flat == thr).squeeze(1)[:need]
-        chosen[ties] = True
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    candidates = _superset_of_top_k(flat, k)
+    values = flat[candidates]
+    # k-th largest = -(k-th smallest of -values)
+    thr = -torch.kthvalue(-values, k).values
+    above = values > thr
+    need = k - int(above.sum())
+    ties = torch.nonzero(values == thr).squeeze(1)[:need]  # candidates are in index order
+    above[ties] = True
+    chosen[candidates[above]] = True
     return chosen.view_as(scores)
+
+
+_SAMPLE = 8192
+
+
+def _superset_of_top_k(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """Ascending indices of a set that surely holds the k largest values.
+
+    Selecting in a whole large tensor costs a copy and a linear-time pass that is slow on the
+    CPU; the k largest are usually a small share. A threshold t, estimated from a sample a little
+    below the k-th largest value, keeps {i : flat[i] ≥ t}; if that holds at least k elements,
+    every one of the k largest is among them, so the exact selection can run on it alone.
+    """
+    n = flat.numel()
+    if n > 8 * _SAMPLE and k < n // 4:
+        # fixed seed: the choice of sample changes the cost, never the result
+        gen = torch.Generator().manual_seed(0)
+        sample = flat[torch.randint(n, (_SAMPLE,), generator=gen).to(flat.device)]
+        rank = min(_SAMPLE, int(_SAMPLE * k / n * 1.5) + 32)  # from the top, with headroom
+        t = -torch.kthvalue(-sample, rank).values
+        keep = torch.nonzero(flat >= t).squeeze(1)
+        if keep.numel() >= k:
+            return keep
+    return torch.arange(n, device=flat.device)
 
 
 # ---------------------------------------------------------------------- prune
@@ -91,15 +118,18 @@ def prune_rate(step: int, total_steps: int, initial: float = 0.5, final: float =
 def magnitude_prune(weight: torch.Tensor, mask: torch.Tensor, rate: float) -> tuple[torch.Tensor, int]:
     """Drop the ceil(rate · n_active) active weights of smallest |w|. Returns (new mask, removed).
 
-    Inactive positions never rank; active exact zeros rank smallest.
+    Inactive positions never rank; active exact zeros rank smallest; ties go to the lowest index.
     """
-    n_active = int(mask.sum())
+    active = torch.nonzero(mask.reshape(-1)).squeeze(1)  # selection runs on the active weights only
+    n_active = active.numel()
     k = min(n_active, math.ceil(rate * n_active))
+    new = mask.clone()
     if k == 0:
-        return mask.clone(), 0
-    score = weight.detach().abs().float().masked_fill(~mask, float("inf"))
-    removed = top_k_mask(-score, k)
-    return mask & ~removed, k
+        return new, 0
+    magnitude = weight.detach().reshape(-1)[active].abs().float()
+    removed = active[top_k_mask(-magnitude, k)]
+    new.view(-1)[removed] = False
+    return new, k
 
 
 # ---------------------------------------------------------------------- grow
@@ -165,6 +195,53 @@ def grow_unfired_topup(mask: torch.Tensor, n: int, generator: torch.Generator,
     return mask | unfired | (draw & rest)
 
 
+def sample_without_replacement(allowed: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor | None:
+    """Flat indices of ``n`` positions drawn uniformly without replacement from ``allowed`` (bool).
+
+    Rejection sampling: uniform draws over all positions, keeping the first ``n`` distinct allowed
+    ones in draw order, which is a uniform random ``n``-subset. Costs O(n log n) instead of a
+    random number per position. Returns None when allowed positions are too rare for it to pay.
+    """
+    flat = allowed.reshape(-1)
+    total, count = flat.numel(), int(flat.sum())
+    if count < n or count < total // 8:
+        return None
+    draws = math.ceil(n * total / count * 1.3) + 64
+    for _ in range(4):
+        idx = torch.randint(total, (draws,), generator=generator).to(flat.device)
+        idx = idx[flat[idx]]
+        ordered, order = torch.sort(idx, stable=True)
+        first = torch.ones_like(ordered, dtype=torch.bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        keep = order[first].sort().values  # draw positions of first occurrences, in draw order
+        if keep.numel() >= n:
+            return idx[keep[:n]]
+        draws *= 2
+    return None
+
+
+def _grow_by_sampling(mask: torch.Tensor, n: int, generator: torch.Generator,
+                      fired: torch.Tensor | None) -> torch.Tensor | None:
+    """random: n inactive positions; unfired: n never-fired ones first, the rest among the fired."""
+    inactive = ~mask
+    if fired is None:
+        picked = sample_without_replacement(inactive, n, generator)
+        return None if picked is None else _set(mask, picked)
+    unfired = inactive & ~fired
+    n_unfired = int(unfired.sum())
+    if n_unfired >= n:
+        picked = sample_without_replacement(unfired, n, generator)
+        return None if picked is None else _set(mask, picked)
+    rest = sample_without_replacement(inactive & fired, n - n_unfired, generator)
+    return None if rest is None else _set(mask | unfired, rest)
+
+
+def _set(mask: torch.Tensor, flat_idx: torch.Tensor) -> torch.Tensor:
+    new = mask.clone()
+    new.view(-1)[flat_idx] = True
+    return new
+
+
 def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
          generator: torch.Generator | None = None, fired: torch.Tensor | None = None,
          grad: torch.Tensor | None = None, optimizer_state: dict | None = None,
@@ -179,6 +256,10 @@ def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
         return grow_random_bernoulli(mask, n, generator)
     if rule == "unfired" and unfired_topup:
         return grow_unfired_topup(mask, n, generator, fired)
+    if rule in ("random", "unfired"):
+        sampled = _grow_by_sampling(mask, n, generator, fired if rule == "unfired" else None)
+        if sampled is not None:
+            return sampled
     score = GROWTH[rule](weight, mask, n, generator=generator, fired=fired, grad=grad,
                          optimizer_state=optimizer_state)
     score = score.masked_fill(mask, -1.0)  # active positions are never candidates

@@ -413,3 +413,17 @@ def test_random_growth_on_cuda_with_cpu_generator(rule):
     mask[:5] = True
     new = grow(rule, w, mask, 3, generator=torch.Generator().manual_seed(0), fired=mask.clone())
     assert int(new.sum()) == 8
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_top_k_mask_on_large_tensors_equals_a_stable_sort(trial):
+    """Large inputs take the sampled-threshold path; the result must still be exact, ties included."""
+    g = torch.Generator().manual_seed(trial)
+    n = int(torch.randint(70_000, 200_000, (1,), generator=g))
+    x = torch.randint(0, 50, (n,), generator=g).float() if trial % 3 == 0 else torch.rand(n, generator=g)
+    if trial % 2:
+        x[torch.rand(n, generator=g) < 0.9] = -float("inf")
+    k = int(torch.randint(1, n // 5, (1,), generator=g))
+    expected = torch.zeros(n, dtype=torch.bool)
+    expected[torch.argsort(-x, stable=True)[:k]] = True
+    assert torch.equal(top_k_mask(x, k), expected)
