@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from cldst import ExperimentConfig
 
@@ -15,3 +16,12 @@ def tiny_cfg():
         return ExperimentConfig(**values)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,13 +20,7 @@ TASKS = 3
 STEPS = 4  # optimizer steps per task; a topology update after step 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bits(t: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,7 @@ from cldst.masks import Backbone, TaskIsolation
 from cldst.models import ResNet18
 from cldst.train import ContinualLearner
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(cfg, tasks=1):
