@@ -21,7 +21,10 @@ class BatchTransform:
         self.device = device
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().mul_(self.scale).sub_(self.shift)
+        x = x.float().mul_(self.scale).sub_(self.shift)
+        if x.is_cuda:  # the model is channels_last on CUDA
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random crop (zero padding ``pad``) and, if allowed, a random horizontal flip of uint8 x."""
