@@ -87,6 +87,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SlurmOptions, load_grid, run_sweep
+
+    grid = load_grid(args.grid, root=args.root)
+    slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, gpus=args.gpus,
+                         cpus=args.cpus, mem_gb=args.mem, array_parallelism=args.array_parallelism,
+                         cluster=args.cluster)
+    started = time.perf_counter()
+    try:
+        report = run_sweep(grid, executor=args.executor, jobs=args.jobs, slurm=slurm,
+                           progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("cldst: sweep interrupted; finished runs are kept: run the same command again to continue",
+              file=sys.stderr)
+        return 130
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    print(f"sweep {grid.name}: {report.skipped + report.finished} of {report.total} runs finished "
+          f"({report.finished} now, {report.skipped} before), {len(report.failures)} failed, "
+          f"in {int(minutes)} min {seconds:.0f} s → {grid.root}")
+    for run_id, error, notebook in report.failures:
+        print(f"failed {run_id}: {error} (notebook {notebook})")
+    if report.ok:
+        print(f"table: cldst results {grid.root}")
+    return 0 if report.ok else 1
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from .results import collect_results, write_results
+
+    table = collect_results(args.dir)
+    out = write_results(table, args.out or Path(args.dir) / "results.csv")
+    print(f"{len(table)} runs → {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cldst", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-loader", action="store_true", help="skip the end-to-end epoch comparison")
     bench.add_argument("--out", help="also write the table to this file")
     bench.set_defaults(func=cmd_bench)
+
+    sweep = sub.add_parser("sweep", help="run a grid of experiments (skips finished runs, resumes the others)")
+    sweep.add_argument("grid", help="grid YAML file (see cldst/sweep.py and grids/)")
+    sweep.add_argument("--executor", choices=["local", "slurm"], default="local",
+                       help="local: processes on this machine; slurm: one submitit job per run (default local)")
+    sweep.add_argument("--jobs", type=int, default=1, help="local: runs at a time (default 1)")
+    sweep.add_argument("--root", help="output folder (default: the grid's root, else sweeps/<grid name>)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    slurm = sweep.add_argument_group("slurm (with --executor slurm; per run)")
+    slurm.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    slurm.add_argument("--account", help="Slurm account")
+    slurm.add_argument("--time", type=int, default=720, help="time limit in minutes (default 720)")
+    slurm.add_argument("--gpus", type=int, default=1, help="GPUs (default 1)")
+    slurm.add_argument("--cpus", type=int, default=8, help="CPU cores (default 8)")
+    slurm.add_argument("--mem", type=int, default=32, help="memory in GB (default 32)")
+    slurm.add_argument("--array-parallelism", type=int, default=64, help="runs at once (default 64)")
+    slurm.add_argument("--cluster", choices=["slurm", "local"], default="slurm",
+                       help="local: submitit's LocalExecutor, jobs as processes here (for testing)")
+    sweep.set_defaults(func=cmd_sweep)
+
+    results = sub.add_parser("results", help="collect every metrics.json under a folder into one CSV table")
+    results.add_argument("dir", help="folder to search, e.g. sweeps/demo-split-mnist")
+    results.add_argument("--out", help="CSV file (default DIR/results.csv)")
+    results.set_defaults(func=cmd_results)
     return parser
 
 

@@ -47,6 +47,15 @@ def task_seed(seed: int, task: int) -> int:
     return derived_seed(seed, 1, task)
 
 
+def lr_milestones(epochs: int) -> list[int]:
+    """Epochs after which the learning rate is ×0.1: E/2 and 3E/4, as the original.
+
+    A milestone of 0 is dropped: MultiStepLR would apply it before the first step (with E = 1
+    the original trains at lr/100 throughout).
+    """
+    return [m for m in (int(epochs / 2), int(epochs * 3 / 4)) if m > 0]
+
+
 def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -163,8 +172,7 @@ class ContinualLearner:
         total = steps_per_epoch * cfg.epochs
         trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self._autocast)
         opt = trainer.optimizer
-        milestones = [int(cfg.epochs / 2), int(cfg.epochs * 3 / 4)]
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg.epochs), gamma=0.1)
         best_acc, best_weights = -1.0, None
         self.model.train()
         seen, started = 0, time.perf_counter()

@@ -78,3 +78,12 @@ def test_uniform_layer_density_is_exact(tiny_cfg):
     for name, p in zip(learner.backbone.names, learner.backbone.params):
         expected = round(0.25 * p.numel()) / p.numel()
         assert m["layer_density"][name] == [pytest.approx(expected, abs=1e-7)] * 2
+
+
+def test_lr_milestones():
+    from cldst.train import lr_milestones
+
+    assert lr_milestones(100) == [50, 75]
+    assert lr_milestones(3) == [1, 2]
+    assert lr_milestones(2) == [1, 1]
+    assert lr_milestones(1) == []  # not [0, 0], which would start at lr/100

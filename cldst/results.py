@@ -1,0 +1,133 @@
+"""The results table: every finished run under a folder, one row each, for plotting.
+
+Columns: ``run_id``, ``run_dir`` (relative to the folder), ``benchmark`` ("split-mnist, 5 tasks"),
+every ExperimentConfig field, ``sparsity`` = 1 − density, the metrics ``acc``, ``bwt``,
+``forgetting`` (%), ``capacity_final`` (fraction of weights owned after the last task),
+``total_seconds``, ``images_per_s`` (mean over tasks), ``ran_on`` (the device used), and the
+JSON strings ``acc_matrix`` (T×T, %, null where not measured) and ``capacity`` (per task).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import GROWTHS, INITS, ConfigError, ExperimentConfig
+from .runs import METRICS
+
+CONFIG_COLUMNS = [f.name for f in fields(ExperimentConfig)]
+METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "total_seconds",
+                  "images_per_s", "ran_on", "acc_matrix", "capacity"]
+
+
+def benchmark_name(dataset: str, num_tasks: int) -> str:
+    return f"{dataset}, {int(num_tasks)} tasks"
+
+
+def result_row(metrics: dict, run_dir: str) -> dict:
+    cfg = metrics["config"]
+    return {
+        "run_id": metrics["run_id"],
+        "run_dir": run_dir,
+        "benchmark": benchmark_name(cfg["dataset"], cfg["num_tasks"]),
+        **{name: cfg.get(name) for name in CONFIG_COLUMNS},
+        "sparsity": round(1.0 - cfg["density"], 10),
+        "acc": metrics["acc"],
+        "bwt": metrics["bwt"],
+        "forgetting": metrics["forgetting"],
+        "capacity_final": metrics["capacity"][-1],
+        "total_seconds": metrics["total_seconds"],
+        "images_per_s": float(np.mean(metrics["images_per_s"])),
+        "ran_on": metrics.get("device"),
+        "acc_matrix": json.dumps(metrics["acc_matrix"]),
+        "capacity": json.dumps(metrics["capacity"]),
+    }
+
+
+def collect_results(root: str | Path) -> pd.DataFrame:
+    """One row per metrics.json under ``root`` (at any depth), sorted by run id."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{str(root)!r} is not a folder")
+    rows = []
+    for path in sorted(root.rglob(METRICS)):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read {path}: {e}") from None
+        rows.append(result_row(metrics, str(path.parent.relative_to(root))))
+    if not rows:
+        raise ConfigError(f"no finished runs (metrics.json) under {str(root)!r}")
+    columns = ["run_id", "run_dir", "benchmark", *CONFIG_COLUMNS, *METRIC_COLUMNS]
+    return pd.DataFrame(rows, columns=columns).sort_values("run_id", ignore_index=True)
+
+
+def write_results(table: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return path
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"results table {str(path)!r} does not exist: make it with `cldst results DIR`")
+    return pd.read_csv(path)
+
+
+def json_column(table: pd.DataFrame, name: str) -> list:
+    """Decode a JSON-string column (``acc_matrix``, ``capacity``)."""
+    return [json.loads(v) for v in table[name]]
+
+
+def describe(table: pd.DataFrame) -> str:
+    """What the table holds: the number of runs and the values of the settings the figures use."""
+    lines = [f"{len(table)} runs"]
+    for name in ("benchmark", "sparse_init", "growth", "sparsity", "update_frequency", "seed"):
+        values = _ordered(name, table[name].unique())
+        shown = [f"{100 * v:g} %" if name == "sparsity" else str(v) for v in values]
+        lines.append(f"{name}: {', '.join(shown)}")
+    return "\n".join(lines)
+
+
+def acc_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Final ACC (%): rows benchmark, sparsity (update frequency where it varies) and init, columns
+    growth; mean ± std over seeds where a cell has several runs."""
+    keys = ["benchmark", "sparsity", "sparse_init"]
+    if table["update_frequency"].nunique() > 1:
+        keys.insert(2, "update_frequency")
+    stats = table.groupby([*keys, "growth"])["acc"].agg(["mean", "std", "size"])
+    cells = [f"{m:.2f}" if n < 2 else f"{m:.2f} ± {s:.2f}"
+             for m, s, n in zip(stats["mean"], stats["std"], stats["size"])]
+    out = pd.Series(cells, index=stats.index).unstack("growth")
+    out = out.reindex(columns=_ordered("growth", out.columns))
+    init_rank = {name: k for k, name in enumerate(INITS)}
+    out = out.reindex(sorted(out.index, key=lambda r: (*r[:-1], init_rank.get(r[-1], len(INITS)))))
+    names = {"sparsity": "sparsity", "update_frequency": "update frequency", "sparse_init": "sparse init"}
+    out.index = pd.MultiIndex.from_tuples(
+        [tuple(f"{100 * v:g} %" if k == "sparsity" else v for k, v in zip(keys, row)) for row in out.index],
+        names=[names.get(k, k) for k in keys])
+    return out.fillna("")
+
+
+def at_main_update_frequency(table: pd.DataFrame) -> tuple[pd.DataFrame, int | None]:
+    """The runs at the most common update frequency (the smallest on a tie), so that figures about
+    other settings do not mix frequencies; and that frequency, or None if the table has only one."""
+    counts = table["update_frequency"].value_counts()
+    if len(counts) == 1:
+        return table, None
+    main = int(min(f for f, c in counts.items() if c == counts.max()))
+    return table[table["update_frequency"] == main], main
+
+
+def _ordered(name: str, values) -> list:
+    """Sorted, with inits and growth rules in the order of the config's lists."""
+    order = {"sparse_init": INITS, "growth": GROWTHS}.get(name)
+    if order is None:
+        return sorted(values)
+    return sorted(values, key=lambda v: order.index(v) if v in order else len(order))

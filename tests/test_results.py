@@ -1,0 +1,76 @@
+"""The results table from run folders, and the choice of run for figure 5."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import pytest
+
+from cldst.config import ConfigError, ExperimentConfig
+from cldst.plots import pick_run
+from cldst.results import acc_summary, collect_results, describe, json_column
+
+
+def write_run(root, name, density, seed, acc, **config):
+    cfg = ExperimentConfig(density=density, seed=seed, **config)
+    run = root / name
+    run.mkdir(parents=True)
+    matrix = [[acc, None], [acc, acc]]
+    metrics = {"run_id": cfg.run_id(), "status": "finished", "acc_matrix": matrix, "acc": acc, "bwt": 0.0,
+               "forgetting": 0.0, "capacity": [density, 1.5 * density], "layer_density": {},
+               "task_seconds": [1.0, 2.0], "images_per_s": [100.0, 300.0], "total_seconds": 3.0,
+               "device": "cpu", "config": cfg.to_dict()}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return cfg
+
+
+def test_collect_results(tmp_path):
+    a = write_run(tmp_path, "a", 0.2, 0, 90.0, num_tasks=2, num_classes=4)
+    write_run(tmp_path, "nested/b", 0.05, 1, 80.0, num_tasks=2, num_classes=4)
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "config.json").write_text("{}")
+    table = collect_results(tmp_path)
+    assert len(table) == 2
+    assert {f.name for f in fields(ExperimentConfig)} <= set(table.columns)
+    row = table[table["run_id"] == a.run_id()].iloc[0]
+    assert row["run_dir"] == "a" and row["benchmark"] == "split-mnist, 2 tasks"
+    assert row["sparsity"] == pytest.approx(0.8) and row["acc"] == 90.0 and row["capacity_final"] == pytest.approx(0.3)
+    assert row["total_seconds"] == 3.0 and row["images_per_s"] == 200.0 and row["ran_on"] == "cpu"
+    assert json_column(table[table["run_id"] == a.run_id()], "acc_matrix") == [[[90.0, None], [90.0, 90.0]]]
+    assert set(table["run_dir"]) == {"a", "nested/b"}
+    assert "sparsity: 80 %, 95 %" in describe(table)
+    summary = acc_summary(table)
+    assert summary.loc[("split-mnist, 2 tasks", "80 %", "ERK"), "gradient"] == "90.00"
+
+
+def test_summary_with_seeds(tmp_path):
+    for seed, acc in enumerate((90.0, 92.0)):
+        write_run(tmp_path, f"r{seed}", 0.2, seed, acc, num_tasks=2, num_classes=4)
+    summary = acc_summary(collect_results(tmp_path))
+    assert summary.loc[("split-mnist, 2 tasks", "80 %", "ERK"), "gradient"] == "91.00 ± 1.41"
+
+
+def test_no_runs_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="no finished runs"):
+        collect_results(tmp_path)
+
+
+def test_cli_results(tmp_path, capsys):
+    from cldst.cli import main
+
+    write_run(tmp_path, "a", 0.2, 0, 90.0, num_tasks=2, num_classes=4)
+    assert main(["results", str(tmp_path)]) == 0
+    assert (tmp_path / "results.csv").is_file() and "1 runs" in capsys.readouterr().out
+    assert main(["results", str(tmp_path / "missing")]) == 2
+
+
+def test_pick_run(tmp_path):
+    a = write_run(tmp_path, "a", 0.2, 0, 90.0, num_tasks=2, num_classes=4)
+    b = write_run(tmp_path, "b", 0.05, 0, 95.0, num_tasks=2, num_classes=4)
+    table = collect_results(tmp_path)
+    assert pick_run(table, "best")["run_id"] == b.run_id()
+    assert pick_run(table, a.run_id())["run_id"] == a.run_id()
+    assert pick_run(table, f"sweeps/x/{a.run_id()}/")["run_id"] == a.run_id()
+    with pytest.raises(ConfigError, match="not in the results table"):
+        pick_run(table, "nope")
