@@ -239,3 +239,29 @@ STUDY_FIGURES = {
     "fig3-update-frequency": update_frequency_effect,
     "fig4-capacity-vs-task": capacity_vs_task,
 }
+
+
+# ---------------------------------------------------------------------- protocols
+def protocol_comparison(metrics: dict[str, dict]) -> plt.Figure:
+    """Accuracy matrices side by side, one per protocol, on one colour scale, with ACC and BWT.
+
+    ``metrics`` maps a protocol name to its run's metrics.json content.
+    """
+    mats = {name: np.array([[np.nan if v is None else v for v in row] for row in m["acc_matrix"]], dtype=float)
+            for name, m in metrics.items()}
+    low = max(0.0, math.floor(min(np.nanmin(a) for a in mats.values()) / 10) * 10)
+    t = next(iter(mats.values())).shape[0]
+    fig, axes = plt.subplots(1, len(mats), figsize=(0.6 + len(mats) * (1.2 + 0.75 * t), 1.2 + 0.6 * t),
+                             squeeze=False)
+    labels = [str(i + 1) for i in range(t)]
+    for ax, (name, a) in zip(axes[0], mats.items()):
+        m = metrics[name]
+        sns.heatmap(pd.DataFrame(a, index=labels, columns=labels), annot=True, fmt=".1f", mask=np.isnan(a),
+                    vmin=low, vmax=100, cmap="viridis", ax=ax, cbar=ax is axes[0][-1],
+                    cbar_kws={"label": "accuracy (%)"}, annot_kws={"size": 8 if t > 6 else 10})
+        ax.set(xlabel="evaluated on task j", ylabel="after training task i",
+               title=f"{name}: ACC {m['acc']:.1f} %, BWT {m['bwt']:+.2f} pts")
+        ax.grid(False)
+    fig.suptitle("Accuracy matrix A[i][j] (%) under each protocol")
+    fig.tight_layout()
+    return fig

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = [ROOT / "notebooks" / "experiment.ipynb", ROOT / "notebooks" / "figures.ipynb"]
+NOTEBOOKS = [ROOT / "notebooks" / name for name in ("experiment.ipynb", "figures.ipynb", "protocols.ipynb")]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
