@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--archs", nargs="+", default=["resnet18", "mobilenetv2"],
                        choices=["resnet18", "mobilenetv2"])
     bench.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0: the paper's nets)")
-    bench.add_argument("--repeats", type=int, default=5, help="alternating repeats; medians are reported")
+    bench.add_argument("--repeats", type=int, default=7, help="alternating repeats; medians are reported")
     bench.add_argument("--steps", type=int, default=3, help="training steps per repeat")
     bench.add_argument("--amp", type=_parse_bool, default=None, help="bf16 autocast (default: on for CUDA)")
     bench.add_argument("--compile", action="store_true", help="torch.compile both models")
