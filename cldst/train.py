@@ -318,7 +318,8 @@ class ContinualLearner:
             "device": str(self.device),
             "torch": torch.__version__,
             "config": self.cfg.to_dict(),
-            **({"reference_metrics": M.reference_metrics(a)} if self.cfg.protocol == "reference" else {}),
+            # the metrics the original prints only mean something on its final-model matrix
+            **({"reference_metrics": M.reference_metrics(a)} if self.cfg.final_model_matrix else {}),
         }
 
     # ------------------------------------------------------------------ checkpoint
