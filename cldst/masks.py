@@ -86,7 +86,8 @@ class Backbone:
         owned = sum(int(u.sum()) for u in self.used)
         return owned / sum(u.numel() for u in self.used)
 
-    def layer_densities(self, mask: Sequence[torch.Tensor]) -> dict[str, float]:
+    def mask_densities(self, mask: Sequence[torch.Tensor]) -> dict[str, float]:
+        """Per layer name, the fraction of its weights active in ``mask``."""
         return {n: float(m.float().mean()) for n, m in zip(self.names, mask)}
 
     def state_dict(self) -> dict:

@@ -59,9 +59,6 @@ class RunDir:
     def write_config(self, cfg: ExperimentConfig) -> None:
         atomic_write_json(self.file(CONFIG), cfg.to_dict())
 
-    def read_config(self) -> ExperimentConfig:
-        return ExperimentConfig.from_dict(json.loads(self.file(CONFIG).read_text()))
-
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_json(self.file(METRICS), metrics)
 

@@ -7,7 +7,6 @@ task boundary computes exactly what the uninterrupted run computes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,7 +182,7 @@ class ContinualLearner:
             correct = torch.zeros((), device=self.device, dtype=torch.long)
             perm = idx[torch.randperm(n, generator=gen).to(self.device)]
             for b in range(steps_per_epoch):
-                batch = perm[b * bs:(b + 1) * bs] if n >= bs else perm
+                batch = perm[b * bs:(b + 1) * bs]
                 x = self.transform.train(self.train_x[batch], gen)
                 y = self.train_y[batch] - sl.start
                 loss, all_logits, update = trainer.step(x, y)
@@ -220,7 +219,7 @@ class ContinualLearner:
         st.task_seconds.append(seconds)
         st.images_per_s.append(seen / seconds)
         st.capacity.append(bb.capacity())
-        for name, d in bb.layer_densities(mask).items():
+        for name, d in bb.mask_densities(mask).items():
             st.layer_density.setdefault(name, []).append(d)
 
     # ------------------------------------------------------------------ evaluation
@@ -271,8 +270,7 @@ class ContinualLearner:
         return [[self.evaluate(j, j if j <= i else i) for j in range(t)] for i in range(t)]
 
     # ------------------------------------------------------------------ the loop
-    def run(self, run_dir: RunDir | None = None, max_tasks: int | None = None,
-            on_task_end: Callable[[int, ContinualLearner], None] | None = None) -> dict | None:
+    def run(self, run_dir: RunDir | None = None, max_tasks: int | None = None) -> dict | None:
         """Train the remaining tasks. Returns the metrics, or None if stopped by ``max_tasks``."""
         cfg, st = self.cfg, self.state
         last = cfg.num_tasks if max_tasks is None else min(cfg.num_tasks, st.next_task + max_tasks)
@@ -288,8 +286,6 @@ class ContinualLearner:
             if run_dir is not None:
                 run_dir.write_history(st.history)
                 run_dir.write_checkpoint(self.checkpoint())
-            if on_task_end is not None:
-                on_task_end(t, self)
         tasks.close()
         if st.next_task < cfg.num_tasks:
             return None
