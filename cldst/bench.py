@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .config import ExperimentConfig
 from .data.transforms import BatchTransform
 from .dst import GROWTH
+from .host_memory import keep_freed_memory
 from .masks import Backbone
 from .models import build_model
 from .train import TaskTrainer, select_device
@@ -246,6 +247,8 @@ def run_bench(device: str = "cpu", archs=("resnet18", "mobilenetv2"), *, width: 
               repeats: int = 5, steps: int = 3, amp: bool | None = None, compile: bool = False,
               loader: bool = True, batch: int | None = None, epoch_batches: int = 8) -> str:
     dev = select_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # as the task loop does; both sides of every comparison share it
     amp = dev.type == "cuda" if amp is None else amp
     results = [bench_arch(a, dev, width=width, repeats=repeats, steps=steps, amp=amp, compile=compile,
                           loader=loader, batch=batch, epoch_batches=epoch_batches) for a in archs]

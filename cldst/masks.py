@@ -127,8 +127,12 @@ class TaskIsolation:
         used = backbone.used
         self.train_mask = [(m & ~u).float() for m, u in zip(mask, used)]  # 1 where this task trains
         self.frozen_values = [w * (m & u) for w, m, u in zip(backbone.merged, mask, used)]
-        # Gradient multipliers only for layers that hold frozen positions.
-        self.grad_keep = [(p, (~u).float()) for p, u in zip(backbone.params, used) if bool(u.any())]
+        # Per layer that holds frozen positions: the float multiplier of the positions it may train
+        # (also the gradient multiplier) and its owned values (merged ⊙ used), fixed for the task.
+        holds = [bool(u.any()) for u in used]
+        self.free = [(~u).float() if h else None for u, h in zip(used, holds)]
+        self.owned = [w * u if h else None for w, u, h in zip(backbone.merged, used, holds)]
+        self.grad_keep = [(p, f) for p, f in zip(backbone.params, self.free) if f is not None]
         # Head biases of other tasks' classes get no gradient from this task's logit slice; they
         # are still reset after each step so weight decay cannot move them.
         self.bias_keep = [(p, p.detach().clone(), class_slice) for _, p in backbone.biases]
@@ -151,10 +155,13 @@ class TaskIsolation:
     @torch.no_grad()
     def refresh(self) -> None:
         """Recompute after a topology update changed ``mask`` in place, then re-apply it."""
-        for i, (m, u, w) in enumerate(zip(self.mask, self.backbone.used, self.backbone.merged)):
-            self.train_mask[i].copy_(m & ~u)
+        for m, tm, fv, free, owned in zip(self.mask, self.train_mask, self.frozen_values, self.free, self.owned):
+            tm.copy_(m)
+            if free is None:  # no frozen positions in this layer: nothing is kept but the mask
+                continue
             if self.grown_frozen_zero:
-                self.frozen_values[i].mul_(m)  # only frozen positions active before keep their value
+                fv.mul_(tm)  # only frozen positions active before keep their value
             else:
-                torch.mul(w, m & u, out=self.frozen_values[i])
+                torch.mul(owned, tm, out=fv)
+            tm.mul_(free)
         self.after_step()

@@ -20,6 +20,7 @@ from .config import ConfigError, ExperimentConfig
 from .data import ImageSplit, load_benchmark, task_class_range
 from .data.transforms import BatchTransform
 from .dst import DynamicSparsity
+from .host_memory import keep_freed_memory
 from .masks import Backbone, TaskIsolation
 from .models import build_model
 from .runs import RunDir
@@ -124,6 +125,8 @@ class ContinualLearner:
         self.cfg = cfg
         self.progress = progress
         self.device = select_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         data = data if data is not None else load_benchmark(cfg, progress)
         self.data_info = data.info
         dev = self.device

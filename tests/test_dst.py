@@ -413,7 +413,7 @@ def test_random_growth_on_cuda_with_cpu_generator(rule):
 def test_top_k_mask_on_large_tensors_equals_a_stable_sort(trial):
     """Large inputs take the sampled-threshold path; the result must still be exact, ties included."""
     g = torch.Generator().manual_seed(trial)
-    n = int(torch.randint(70_000, 200_000, (1,), generator=g))
+    n = int(torch.randint(9_000, 200_000, (1,), generator=g))
     x = torch.randint(0, 50, (n,), generator=g).float() if trial % 3 == 0 else torch.rand(n, generator=g)
     if trial % 2:
         x[torch.rand(n, generator=g) < 0.9] = -float("inf")
@@ -421,3 +421,19 @@ def test_top_k_mask_on_large_tensors_equals_a_stable_sort(trial):
     expected = torch.zeros(n, dtype=torch.bool)
     expected[torch.argsort(-x, stable=True)[:k]] = True
     assert torch.equal(top_k_mask(x, k), expected)
+
+
+@pytest.mark.parametrize("trial", range(8))
+def test_top_k_mask_with_exclusions_equals_a_stable_sort_of_the_rest(trial):
+    """Growth excludes the active positions: the k largest among the others, ties to the lowest index."""
+    g = torch.Generator().manual_seed(100 + trial)
+    n = int(torch.randint(9_000, 200_000, (1,), generator=g))
+    x = torch.randint(0, 20, (n,), generator=g).float() if trial % 2 else torch.rand(n, generator=g)
+    exclude = torch.rand(n, generator=g) < (0.1 if trial < 4 else 0.9)
+    allowed = torch.nonzero(~exclude).squeeze(1)
+    k = int(torch.randint(1, allowed.numel() // 2, (1,), generator=g))
+    expected = torch.zeros(n, dtype=torch.bool)
+    expected[allowed[torch.argsort(-x[allowed], stable=True)[:k]]] = True
+    got = top_k_mask(x, k, exclude=exclude)
+    assert int(got.sum()) == k and not bool((got & exclude).any())
+    assert torch.equal(got, expected)

@@ -1,0 +1,31 @@
+"""Keep freed host memory in the process, so CPU training does not pay a page fault per 4 KiB.
+
+glibc serves large allocations (activations, gradients, selection buffers) with fresh ``mmap``
+regions and unmaps them on free; every later allocation of the same size then faults its pages
+in again. On the 2-core VM a page fault costs 2–5 µs: a resnet18 training step at batch 128 took
+about 40,000 of them (~12 % of the step) and a topology update up to 10,000 (half its time).
+With ``mmap`` switched off for allocations and heap trimming disabled, freed memory is reused
+with no fault. PyTorch's CPU tuning guide recommends jemalloc or tcmalloc for the same reason;
+this needs no preloaded library. The cost: the process keeps its peak memory until it exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc once per process; True if it took effect (False on other C libraries)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
