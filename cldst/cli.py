@@ -34,6 +34,16 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return value
+
+
 def _field_type(f) -> type:
     hint = typing.get_type_hints(ExperimentConfig)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
@@ -80,7 +90,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     table = run_bench(args.device, tuple(args.archs), width=args.width, repeats=args.repeats,
-                      steps=args.steps, amp=args.amp, compile=args.compile, loader=not args.no_loader)
+                      steps=args.steps, amp=args.amp, compile=args.compile, loader=not args.no_loader,
+                      epoch_batches=args.epoch_batches, epoch_repeats=args.epoch_repeats)
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
@@ -139,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--archs", nargs="+", default=["resnet18", "mobilenetv2"],
                        choices=["resnet18", "mobilenetv2"])
     bench.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0: the paper's nets)")
-    bench.add_argument("--repeats", type=int, default=7, help="alternating repeats; medians are reported")
-    bench.add_argument("--steps", type=int, default=3, help="training steps per repeat")
+    bench.add_argument("--repeats", type=_positive_int, default=7, help="alternating repeats; the best is reported")
+    bench.add_argument("--steps", type=_positive_int, default=3, help="training steps per repeat")
+    bench.add_argument("--epoch-batches", type=_positive_int, default=8, help="batches in the end-to-end epoch")
+    bench.add_argument("--epoch-repeats", type=_positive_int, default=3, help="alternating repeats of the epochs")
     bench.add_argument("--amp", type=_parse_bool, default=None, help="bf16 autocast (default: on for CUDA)")
     bench.add_argument("--compile", action="store_true", help="torch.compile both models")
     bench.add_argument("--no-loader", action="store_true", help="skip the end-to-end epoch comparison")

@@ -105,7 +105,7 @@ class TaskTrainer:
         with self.autocast():
             all_logits = self.forward(x).float()
         loss = F.cross_entropy(all_logits[:, self.class_slice], y)
-        self.optimizer.zero_grad(set_to_none=False)
+        self.optimizer.zero_grad()
         loss.backward()
         self.isolation.zero_frozen_grads()
         self.optimizer.step()

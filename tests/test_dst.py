@@ -17,6 +17,7 @@ from cldst.dst import (
     magnitude_prune,
     prune_rate,
     random_mask,
+    sample_mask,
     top_k_mask,
 )
 from cldst.masks import Backbone, TaskIsolation
@@ -337,6 +338,36 @@ def test_grow_random():
     p = 3 / len(candidates)
     assert (freq - p).abs().max() < 5 * math.sqrt(p * (1 - p) / seeds)
     assert not torch.equal(a, grow("random", w, mask, 3, generator=torch.Generator().manual_seed(6)))
+
+
+@pytest.mark.parametrize("n", [2, 9])  # 9 of 12 allowed: drawn as the complement of 3
+def test_sample_mask_is_a_uniform_subset_of_the_allowed_positions(n):
+    allowed = torch.zeros(20, dtype=torch.bool)
+    allowed[[1, 2, 3, 5, 6, 8, 10, 11, 14, 15, 18, 19]] = True
+    hits = torch.zeros(20)
+    draws = 3000
+    for seed in range(draws):
+        got = sample_mask(allowed, n, torch.Generator().manual_seed(seed))
+        assert int(got.sum()) == n and not bool((got & ~allowed).any())
+        hits += got.float()
+    p = n / 12
+    freq = hits[allowed] / draws
+    assert (freq - p).abs().max() < 5 * math.sqrt(p * (1 - p) / draws)
+
+
+def test_sample_mask_counts_on_a_large_layer_and_edge_cases():
+    g = torch.Generator().manual_seed(0)
+    allowed = (torch.rand(512, 64, 3, 3, generator=g) < 0.9)
+    count = int(allowed.sum())
+    for n in (1, 1000, count // 2, count // 2 + 1, count - 5):
+        got = sample_mask(allowed, n, g)
+        assert got.shape == allowed.shape and int(got.sum()) == n and not bool((got & ~allowed).any())
+    assert not bool(sample_mask(allowed, 0, g).any())
+    assert torch.equal(sample_mask(allowed, count, g), allowed)
+    a = sample_mask(allowed, 5000, torch.Generator().manual_seed(7))
+    assert torch.equal(a, sample_mask(allowed, 5000, torch.Generator().manual_seed(7)))  # seeded
+    with pytest.raises(ValueError, match="cannot draw"):
+        sample_mask(allowed, count + 1, g)
 
 
 # ---------------------------------------------------------------------- one topology update, real state
