@@ -59,6 +59,7 @@ def random_mask(shape: Sequence[int], density: float, generator: torch.Generator
     return top_k_mask(scores, active_count(scores.numel(), density))
 
 
+# ---------------------------------------------------------------------- selection
 
 
 def top_k_mask(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,8 +78,9 @@ def top_k_mask(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None
         chosen = flat > hi  # surely among the k largest
         at_least_lo = flat >= lo
         if ex is not None:
-            chosen &= ~ex
-            at_least_lo &= ~ex
+            allowed = ~ex
+            chosen &= allowed
+            at_least_lo &= allowed
         n_above = int(torch.count_nonzero(chosen))
         if n_above <= k:
             between = torch.nonzero(at_least_lo ^ chosen).squeeze(1)  # lo ≤ value ≤ hi, ascending
