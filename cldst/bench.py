@@ -86,9 +86,7 @@ def _autocast(device: torch.device, amp: bool):
 def _dst_trainer(cfg: ExperimentConfig, device: torch.device, growth: str, amp: bool):
     """A model on its second task: task 0's weights frozen, task 1 training with DST."""
     torch.manual_seed(0)
-    model = build_model(cfg.arch, 100, 3, cfg.width).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg.arch, 100, 3, cfg.width).to(device, memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.compile else model
     bb = Backbone(model)
     gen = torch.Generator().manual_seed(0)
@@ -114,16 +112,12 @@ def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: 
     images = torch.randint(0, 256, (batch * epoch_batches, 3, 32, 32), dtype=torch.uint8, generator=gen)
     labels = torch.randint(10, 20, (len(images),), generator=gen)
     transform = BatchTransform(MEAN, STD, device)
-    x = transform.normalise(images[:batch].to(device))
+    x = transform.normalise(images[:batch].to(device))  # channels_last, as both models
     y = labels[:batch].to(device) - 10
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
 
     # 1. plain dense PyTorch: the ceiling
     torch.manual_seed(0)
-    dense = build_model(arch, 100, 3, width).to(device)
-    if device.type == "cuda":
-        dense = dense.to(memory_format=torch.channels_last)
+    dense = build_model(arch, 100, 3, width).to(device, memory_format=torch.channels_last)
     dense_forward = torch.compile(dense) if compile else dense
     dense_opt = torch.optim.Adam(dense.parameters(), lr=1e-3)
     autocast = _autocast(device, amp)
@@ -221,7 +215,8 @@ def _dataloader_epoch(images, labels, batch, device):
 
     def epoch(trainer):
         for xb, yb in loader:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True) - 10
+            xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            yb = yb.to(device, non_blocking=True) - 10
             if trainer is not None:
                 trainer.step(xb, yb)
 

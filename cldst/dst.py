@@ -9,7 +9,7 @@ positions are drawn by marking random indices, not by a random number per positi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -193,7 +193,7 @@ def magnitude_prune(weight: torch.Tensor, mask: torch.Tensor, rate: float) -> tu
     active = torch.nonzero(mask.reshape(-1)).squeeze(1)  # selection runs on the active weights only
     n_active = active.numel()
     k = min(n_active, math.ceil(rate * n_active))
-    new = mask.clone()
+    new = mask.clone(memory_format=torch.contiguous_format)
     if k == 0:
         return new, 0
     negative_magnitude = weight.detach().reshape(-1)[active].float().abs_().neg_()
@@ -313,15 +313,31 @@ class DynamicSparsity:
         return step % self.update_frequency == 0
 
     def update(self, step: int, optimizer: torch.optim.Optimizer) -> dict:
-        """Prune and regrow every layer in place in ``self.masks``. Returns a summary for the log."""
+        """Prune and regrow every layer in place in ``self.masks``. Returns a summary for the log.
+
+        A layer's tensors are seen in the weight's memory order (flat index = position in memory),
+        so a channels_last layer's flat views need no copies; ties go to the lowest such index.
+        """
         rate = prune_rate(step, self.total_steps, self.initial_prune_rate)
         moved = 0
-        for i, (p, mask) in enumerate(zip(self.params, self.masks)):
-            pruned, removed = magnitude_prune(p, mask, rate)
-            new = grow(self.growth, p, pruned, removed, generator=self.generator,
-                       fired=self.fired[i], grad=p.grad, optimizer_state=optimizer.state.get(p),
+        for p, mask, fired in zip(self.params, self.masks, self.fired):
+            order = _memory_order(p)
+            state = {k: order(v) if torch.is_tensor(v) and v.dim() == p.dim() else v
+                     for k, v in (optimizer.state.get(p) or {}).items()}
+            weight, mask, fired = order(p.detach()), order(mask), order(fired)
+            pruned, removed = magnitude_prune(weight, mask, rate)
+            new = grow(self.growth, weight, pruned, removed, generator=self.generator, fired=fired,
+                       grad=None if p.grad is None else order(p.grad), optimizer_state=state,
                        bernoulli=self.bernoulli, unfired_topup=self.unfired_topup)
             moved += int(torch.count_nonzero(new & ~mask))
             mask.copy_(new)
-            self.fired[i] |= new
+            fired |= new
         return {"step": step, "prune_rate": rate, "regrown_new": moved}
+
+
+def _memory_order(param: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A view that puts a tensor shaped like ``param`` in ``param``'s memory order: NHWC for a
+    channels_last weight (a free view of every tensor in that layout), the identity otherwise."""
+    if param.dim() == 4 and not param.is_contiguous() and param.is_contiguous(memory_format=torch.channels_last):
+        return lambda t: t.permute(0, 2, 3, 1)
+    return lambda t: t

@@ -28,6 +28,14 @@ def masked_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if "bias" not in n]
 
 
+def like_param(mask: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """``mask`` in the memory layout of ``param`` (channels_last weights get channels_last masks),
+    so that elementwise work and the flat views of a topology update need no copies."""
+    if mask.stride() == param.stride():
+        return mask
+    return torch.empty_like(param, dtype=mask.dtype).copy_(mask)
+
+
 class Backbone:
     """The shared model plus everything the finished tasks own."""
 
@@ -50,7 +58,7 @@ class Backbone:
                       exact: bool = True) -> list[torch.Tensor]:
         """A fresh mask over the whole tensor of every layer, by uniform or ERK densities."""
         dens = layer_densities(self.shapes, density, method)
-        return [random_mask(p.shape, d, generator, exact=exact, device=p.device)
+        return [like_param(random_mask(p.shape, d, generator, exact=exact, device=p.device), p)
                 for p, d in zip(self.params, dens)]
 
     def start_weights(self, mask: Sequence[torch.Tensor], free_from_theta0: bool) -> None:

@@ -139,9 +139,9 @@ class ContinualLearner:
             self.train_idx.append(self._indices(self.train_y, sl))
             self.test_idx.append(self._indices(self.test_y, sl))
         torch.manual_seed(derived_seed(cfg.seed, 0))
-        model = build_model(cfg.arch, cfg.num_classes, data.train_x.shape[1], cfg.width).to(dev)
-        if dev.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        # channels_last on every device: oneDNN (CPU) and cuDNN both run NHWC convolutions faster
+        model = build_model(cfg.arch, cfg.num_classes, data.train_x.shape[1], cfg.width)
+        model = model.to(dev, memory_format=torch.channels_last)
         self.model = model
         self.forward = torch.compile(model) if cfg.compile else model
         self.backbone = Backbone(model)

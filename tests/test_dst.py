@@ -3,6 +3,7 @@ the prune-rate schedule, magnitude pruning, the four growth rules, and one full 
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -20,7 +21,7 @@ from cldst.dst import (
     sample_mask,
     top_k_mask,
 )
-from cldst.masks import Backbone, TaskIsolation
+from cldst.masks import Backbone, TaskIsolation, like_param
 from cldst.models import ResNet18
 
 T, F_ = True, False
@@ -419,6 +420,35 @@ def test_update_keeps_per_layer_counts(growth, method, optimizer):
     # a second update at a later step keeps the counts too
     dst.update(4, opt)
     assert [int(m.sum()) for m in mask] == counts
+
+
+@pytest.mark.parametrize("growth", ["random", "unfired", "gradient", "momentum"])
+def test_update_of_a_channels_last_model_selects_what_the_contiguous_one_does(growth):
+    """Flat indices follow the memory order of a channels_last layer; with no ties in the scores,
+    the chosen positions are the same as in the contiguous layout (random draws: the same counts)."""
+    bb, mask, iso, opt, gen = _trained_setup("ERK", "adam")
+    for p in bb.params:  # continuous scores: a tiny net has many exact-zero gradients, hence ties
+        p.grad = torch.randn(p.shape, generator=gen)
+        opt.state[p]["exp_avg"] = torch.randn(p.shape, generator=gen)
+        opt.state[p]["exp_avg_sq"] = torch.rand(p.shape, generator=gen) + 0.1
+    twin = copy.deepcopy(bb.model).to(memory_format=torch.channels_last)
+    bb_cl = Backbone(twin)
+    for p, q in zip(bb.params, bb_cl.params, strict=True):
+        q.grad = torch.empty_like(q).copy_(p.grad)  # in the weight's layout, as autograd makes it
+    mask_cl = [like_param(m.clone(), p) for m, p in zip(mask, bb_cl.params, strict=True)]
+    assert any(m.stride() != c.stride() for m, c in zip(mask, mask_cl, strict=True))
+    opt_cl = torch.optim.Adam(twin.parameters(), lr=1e-2)
+    opt_cl.load_state_dict(opt.state_dict())  # state in the contiguous layout: views fall back to copies
+    outs = []
+    for params, masks, optimizer in ((bb.params, mask, opt), (bb_cl.params, mask_cl, opt_cl)):
+        dst = DynamicSparsity(params, masks, growth=growth, initial_prune_rate=0.5, total_steps=10,
+                              update_frequency=2, generator=torch.Generator().manual_seed(3))
+        outs.append(dst.update(2, optimizer))
+    assert [int(m.sum()) for m in mask] == [int(m.sum()) for m in mask_cl]
+    assert all(m.stride() == p.stride() for m, p in zip(mask_cl, bb_cl.params, strict=True))
+    if growth in ("gradient", "momentum"):
+        assert all(torch.equal(a, b) for a, b in zip(mask, mask_cl, strict=True))
+        assert outs[0] == outs[1]
 
 
 # ---------------------------------------------------------------------- CUDA: masks drawn with a CPU generator, as train.py does

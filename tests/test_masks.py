@@ -74,10 +74,12 @@ class Frozen:
 
 
 def simulate(arch: str = "resnet18", opt_name: str = "adam", *, method: str = "ERK", growth: str = "gradient",
-             density: float = 0.3, free_init: str = "zero", check: bool = True):
+             density: float = 0.3, free_init: str = "zero", check: bool = True, channels_last: bool = False):
     """The loop of ``ContinualLearner.train_task`` on random data, with checks after every step."""
     torch.manual_seed(0)
     model = ARCHS[arch]()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     bb = Backbone(model)
     gen = torch.Generator().manual_seed(1)
     xs = torch.randn(TASKS, 8, 1, 12, 12, generator=gen)
@@ -172,6 +174,18 @@ def test_frozen_weights_and_head_bias_mobilenet(opt_name):
 @pytest.mark.parametrize("growth", ["random", "unfired", "gradient", "momentum"])
 def test_frozen_weights_every_growth_rule(growth):
     simulate("resnet18", "sgd_momentum_wd", method="uniform", growth=growth, density=0.4)
+
+
+@pytest.mark.parametrize("growth", ["random", "momentum"])
+def test_frozen_weights_channels_last(growth):
+    """The task loop's layout on every device: masks follow the weights' layout, nothing moves."""
+    bb, frozen, stats = simulate("resnet18", "adam_wd", growth=growth, channels_last=True)
+    conv = [(p, m) for p, m in zip(bb.params, bb.task_masks[-1], strict=True) if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p, _ in conv)
+    assert any(p.stride() != p.contiguous().stride() for p, _ in conv)  # the layout really differs
+    assert all(m.stride() == p.stride() for p, m in conv)
+    assert all(n > 0 for n in stats["live_frozen"][1:])
+    frozen.check(bb)
 
 
 # ---------------------------------------------------------------------- start values

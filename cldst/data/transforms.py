@@ -22,8 +22,7 @@ class BatchTransform:
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().mul_(self.scale).sub_(self.shift)
-        if x.is_cuda:  # the model is channels_last on CUDA
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # the model's layout
         return x
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
