@@ -89,9 +89,9 @@ def top_k_mask(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None
                 return chosen.view_as(scores)
     if ex is None:
         return _top_k_exact(flat, k).view_as(scores)
-    allowed = torch.nonzero(~ex).squeeze(1)
+    candidates = torch.nonzero(~ex).squeeze(1)
     chosen = torch.zeros_like(flat, dtype=torch.bool)
-    chosen[allowed] = _top_k_exact(flat[allowed], k)
+    chosen[candidates] = _top_k_exact(flat[candidates], k)
     return chosen.view_as(scores)
 
 
@@ -119,9 +119,9 @@ def _rank_band(flat: torch.Tensor, k: int, exclude: torch.Tensor | None) -> tupl
     above the band is chosen outright and the exact selection runs on the band alone. The caller
     checks the counts, so a band that misses only costs the fallback to the exact pass: the
     sample changes the cost, never the result. It is every p-th value, p prime and ≥ 5, so that it
-    steps across the kernel taps and channels of a weight tensor; a strided read is several times
-    faster than random indices into a tensor that is not in cache. Excluded positions enter the
-    sample as −∞, below every candidate.
+    steps across the kernel taps and channels of a weight tensor; a strided read is faster than
+    random indices into a tensor that is not in cache. Excluded positions enter the sample as −∞,
+    below every candidate.
     """
     n = flat.numel()
     size = min(_SAMPLE, n // 8)
