@@ -28,13 +28,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import ExperimentConfig
+from .config import GROWTHS, ExperimentConfig
 from .data.transforms import BatchTransform
-from .dst import GROWTH
 from .host_memory import keep_freed_memory
 from .masks import Backbone
 from .models import build_model
-from .train import TaskTrainer, select_device
+from .train import TaskTrainer, epoch_batches, select_device
 
 PRESET_BATCH = {"resnet18": 128, "mobilenetv2": 64}  # miniImageNet's and CIFAR-100's presets
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -146,7 +145,7 @@ def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: 
 
     # 4. one topology update per growth rule (optimizer state and gradients are in place)
     update_s = {}
-    for rule in GROWTH:
+    for rule in GROWTHS:
         trainer.topology.growth = rule
         update_s[rule] = min(_timed(lambda: (trainer.topology.update(UPDATE_FREQUENCY, trainer.optimizer),
                                              trainer.isolation.refresh()), device) for _ in range(5))
@@ -175,19 +174,16 @@ def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: 
 
 
 def _cldst_epoch(images, labels, transform, batch, device):
-    """cldst's data path: uint8 images on the device, batches by index from a seeded permutation,
-    crop, flip and normalise batched. Returns epoch(trainer); trainer None runs the data path alone."""
+    """cldst's data path (``train.epoch_batches``, as the task loop runs it) on uint8 images on the
+    device. Returns epoch(trainer); trainer None runs the data path alone."""
     data_x, data_y = images.to(device), labels.to(device)
+    idx = torch.arange(len(data_x), device=device)
     gen = torch.Generator().manual_seed(1)
-    n = len(data_x)
 
     def epoch(trainer):
-        perm = torch.randperm(n, generator=gen).to(device)
-        for b in range(n // batch):
-            idx = perm[b * batch:(b + 1) * batch]
-            xb, yb = transform.train(data_x[idx], gen), data_y[idx] - 10
+        for xb, yb in epoch_batches(data_x, data_y, idx, batch, transform, gen):
             if trainer is not None:
-                trainer.step(xb, yb)
+                trainer.step(xb, yb - 10)
 
     return epoch
 
@@ -247,10 +243,10 @@ def format_table(results: list[BenchResult], device: torch.device, repeats: int,
     for r in results:
         lines.append(f"| {r.arch} | {r.batch} | {r.dense_ips:.0f} | {r.dst_ips:.0f} | {r.ratio:.3f} | "
                      f"{r.paired_ratio:.3f} | {r.peak_mb:.0f} |")
-    lines += ["", "| backbone | " + " | ".join(f"update, {g} (s)" for g in GROWTH) + " |",
-              "|---|" + "---|" * len(GROWTH)]
+    lines += ["", "| backbone | " + " | ".join(f"update, {g} (s)" for g in GROWTHS) + " |",
+              "|---|" + "---|" * len(GROWTHS)]
     for r in results:
-        lines.append(f"| {r.arch} | " + " | ".join(f"{r.update_s[g]:.4f}" for g in GROWTH) + " |")
+        lines.append(f"| {r.arch} | " + " | ".join(f"{r.update_s[g]:.4f}" for g in GROWTHS) + " |")
     if any(r.epoch_loader_ips for r in results):
         lines += ["", "| backbone | epoch cldst img/s | epoch DataLoader img/s | cldst / DataLoader "
                   "| data path alone: cldst img/s | DataLoader img/s | cldst / DataLoader |",

@@ -1,6 +1,6 @@
 """Dynamic sparse training rules: sparse init, magnitude prune, growth criteria, prune-rate schedule.
 
-Each rule is a small function on one layer's flat tensors; ``GROWTH`` names the growth rules.
+Each rule is a small function on one layer's flat tensors; ``grow`` selects a growth rule by name.
 Selection returns exactly the number of positions asked for: ``kthvalue`` (linear time) with an
 exact tie break, on a sampled band of candidates, never a sort of the whole tensor. Random
 positions are drawn by marking random indices, not by a random number per position.
@@ -203,8 +203,6 @@ def magnitude_prune(weight: torch.Tensor, mask: torch.Tensor, rate: float) -> tu
 
 # ---------------------------------------------------------------------- grow
 # random and unfired draw positions; gradient and momentum score every position and take the top n.
-
-GROWTH = ("random", "unfired", "gradient", "momentum")
 
 
 def _uniform(shape, generator: torch.Generator, device) -> torch.Tensor:

@@ -133,14 +133,15 @@ class TaskIsolation:
         self.mask = mask
         self.grown_frozen_zero = grown_frozen_zero
         used = backbone.used
-        self.train_mask = [(m & ~u).float() for m, u in zip(mask, used)]  # 1 where this task trains
-        self.frozen_values = [w * (m & u) for w, m, u in zip(backbone.merged, mask, used)]
         # Per layer that holds frozen positions: the float multiplier of the positions it may train
         # (also the gradient multiplier) and its owned values (merged ⊙ used), fixed for the task.
         holds = [bool(u.any()) for u in used]
         self.free = [(~u).float() if h else None for u, h in zip(used, holds)]
         self.owned = [w * u if h else None for w, u, h in zip(backbone.merged, used, holds)]
         self.grad_keep = [(p, f) for p, f in zip(backbone.params, self.free) if f is not None]
+        self.train_mask = [torch.empty_like(p) for p in backbone.params]  # 1 where this task trains
+        self.frozen_values = [torch.zeros_like(p) for p in backbone.params]  # owners' values in the mask
+        self._build_multipliers(frozen_from_owned=True)
         # Head biases of other tasks' classes get no gradient from this task's logit slice; they
         # are still reset after each step so weight decay cannot move them.
         self.bias_keep = [(p, p.detach().clone(), class_slice) for _, p in backbone.biases]
@@ -163,13 +164,19 @@ class TaskIsolation:
     @torch.no_grad()
     def refresh(self) -> None:
         """Recompute after a topology update changed ``mask`` in place, then re-apply it."""
+        # grown_frozen_zero: only frozen positions that were active before keep their value
+        self._build_multipliers(frozen_from_owned=not self.grown_frozen_zero)
+        self.after_step()
+
+    @torch.no_grad()
+    def _build_multipliers(self, frozen_from_owned: bool) -> None:
+        """train_mask ← mask ⊙ free; frozen_values ← owned ⊙ mask (or its old value ⊙ mask)."""
         for m, tm, fv, free, owned in zip(self.mask, self.train_mask, self.frozen_values, self.free, self.owned):
             tm.copy_(m)
             if free is None:  # no frozen positions in this layer: nothing is kept but the mask
                 continue
-            if self.grown_frozen_zero:
-                fv.mul_(tm)  # only frozen positions active before keep their value
-            else:
+            if frozen_from_owned:
                 torch.mul(owned, tm, out=fv)
+            else:
+                fv.mul_(tm)
             tm.mul_(free)
-        self.after_step()

@@ -56,6 +56,18 @@ def lr_milestones(epochs: int) -> list[int]:
     return [m for m in (int(epochs / 2), int(epochs * 3 / 4)) if m > 0]
 
 
+def epoch_batches(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, batch_size: int,
+                  transform: BatchTransform, generator: torch.Generator):
+    """One epoch of cldst's data path: batches by index from a seeded permutation of ``idx``, crop,
+    flip and normalise batched on the device. Yields (x, y) for full batches only (BatchNorm with
+    batch statistics is ill-defined on a batch of one), or one batch if ``idx`` holds fewer."""
+    n = idx.numel()
+    perm = idx[torch.randperm(n, generator=generator).to(idx.device)]
+    for b in range(max(1, n // batch_size)):
+        batch = perm[b * batch_size:(b + 1) * batch_size]
+        yield transform.train(images[batch], generator), labels[batch]
+
+
 def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -169,8 +181,7 @@ class ContinualLearner:
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
         idx = self.train_idx[t]
         n, bs = idx.numel(), cfg.batch_size
-        # Full batches only: BatchNorm with batch statistics is ill-defined on a batch of one.
-        steps_per_epoch = max(1, n // bs)
+        steps_per_epoch = max(1, n // bs)  # as epoch_batches yields them
         total = steps_per_epoch * cfg.epochs
         trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self._autocast)
         opt = trainer.optimizer
@@ -183,11 +194,8 @@ class ContinualLearner:
         for epoch in range(cfg.epochs):
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), device=self.device, dtype=torch.long)
-            perm = idx[torch.randperm(n, generator=gen).to(self.device)]
-            for b in range(steps_per_epoch):
-                batch = perm[b * bs:(b + 1) * bs]
-                x = self.transform.train(self.train_x[batch], gen)
-                y = self.train_y[batch] - sl.start
+            for x, y in epoch_batches(self.train_x, self.train_y, idx, bs, self.transform, gen):
+                y = y - sl.start
                 loss, all_logits, update = trainer.step(x, y)
                 if update is not None:
                     self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
