@@ -33,7 +33,8 @@ from .data.transforms import BatchTransform
 from .host_memory import keep_freed_memory
 from .masks import Backbone
 from .models import build_model
-from .train import TaskTrainer, epoch_batches, select_device
+from .task_trainer import TaskTrainer, epoch_batches
+from .train import select_device
 
 PRESET_BATCH = {"resnet18": 128, "mobilenetv2": 64}  # miniImageNet's and CIFAR-100's presets
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)

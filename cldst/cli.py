@@ -1,8 +1,8 @@
-"""Command line: ``cldst run``, with the flag names of the original code's README.
+"""Command line: ``cldst run | sweep | results | bench``, with the flag names of the original code's README.
 
-Every ExperimentConfig field is a flag (``--density 0.1``); the original's spellings are
-aliases (``--init``, ``--net_name``, ``--l2``, ``--death_rate``). ``-f PRESET.yaml`` reads
-settings from a file first; flags given on the command line override it.
+Every ExperimentConfig field is a flag (``--density 0.1``), with its help from cldst/settings.py;
+the original's spellings are aliases (``--init``, ``--net_name``, ``--l2``, ``--death_rate``).
+``-f PRESET.yaml`` reads settings from a file first; flags given on the command line override it.
 """
 
 from __future__ import annotations
@@ -10,12 +10,37 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import typing
 from dataclasses import fields
 from pathlib import Path
 
+from . import provenance, settings
 from .config import ConfigError, ExperimentConfig, load_preset
 from .data import DataError
+
+RUN_DESCRIPTION = """\
+Train one continual-learning run: each task in turn gets a sparse mask of the shared backbone,
+trained with dynamic sparse training; weights an earlier task owns are reused, frozen.
+
+Settings: the flags, over -f PRESET (a YAML file of settings, the file papermill's -f takes); a
+setting left out takes its default, shown below (many are the dataset's). The original code's
+spellings work too (--init, --net_name, --l2, --death_rate, --growth random_unfired).
+
+  cldst run --dataset cifar100 --num_tasks 5 --sparse_init uniform --growth momentum --density 0.1
+  cldst run -f presets/cifar100-5task.yaml --seed 1 --dry-run    # the resolved config, nothing trained
+
+The run goes to --out (default runs/<run id>, the id a hash of the settings): config.json,
+metrics.json when finished, history.csv and checkpoint.pt.
+"""
+
+SWEEP_DESCRIPTION = """\
+Run every run of a grid file (a base preset, fixed settings and lists of settings to sweep) as
+an executed copy of notebooks/experiment.ipynb in ROOT/<run id>/. Finished runs are skipped and
+unfinished ones resumed, so the same command continues a sweep after a crash.
+
+  cldst sweep grids/demo-split-mnist.yaml --jobs 2
+  cldst sweep grids/paper-cifar100-5task.yaml --dry-run     # the runs, and an estimate of their cost
+  cldst sweep GRID --executor slurm --partition gpu --time 720 --gpus 1
+"""
 
 FLAG_ALIASES = {
     "sparse_init": ["--init"],
@@ -44,20 +69,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _field_type(f) -> type:
-    hint = typing.get_type_hints(ExperimentConfig)[f.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args[0]
-
-
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("experiment settings (default: the dataset's, see cldst/config.py)")
+    """One flag per ExperimentConfig field, in argument groups by section, help from cldst/settings.py.
+
+    Choices are shown, not enforced by argparse: the config accepts the original's spellings too
+    (``--growth random_unfired``) and rejects a bad value with its own one-line error."""
+    group = parser.add_argument_group("settings")
     for f in fields(ExperimentConfig):
-        kind = _field_type(f)
+        if f.name in settings.SECTIONS:
+            title = settings.SECTIONS[f.name]
+            group = parser.add_argument_group(f"{title} settings", settings.SECTION_NOTES.get(title))
+        kind = settings.field_type(f.name)
         names = [f"--{f.name}", *FLAG_ALIASES.get(f.name, [])]
         parse = _parse_bool if kind is bool else kind
         group.add_argument(*names, dest=f.name, type=parse, default=argparse.SUPPRESS,
-                           metavar=kind.__name__.upper())
+                           metavar=settings.cli_metavar(f.name), help=settings.cli_help(f.name).replace("%", "%%"))
     # Accepted for the original's command lines; magnitude pruning is the only rule.
     group.add_argument("--death", choices=["magnitude"], default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -65,16 +91,28 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     names = {f.name for f in fields(ExperimentConfig)}
     values = load_preset(args.preset) if args.preset else {}
+    for key in provenance.KEYS:  # a run's config.json works as a preset
+        values.pop(key, None)
     values.update({k: v for k, v in vars(args).items() if k in names})
     return ExperimentConfig.from_dict(values)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .runs import RunDir
-    from .train import run_experiment
 
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else RunDir.default_for(cfg).path
+    if args.dry_run:
+        print(settings.describe(cfg))
+        finished = " (finished: its metrics.json exists)" if (out / "metrics.json").is_file() else ""
+        print(f"dry run: nothing trained; the run folder is {out}{finished}")
+        return 0
+    from .train import run_experiment
+
+    if args.resume:
+        warning = provenance.resume_warning(out)
+        if warning:
+            print(f"cldst: {warning}", file=sys.stderr)
     print(f"run {cfg.run_id()} → {out}", file=sys.stderr)
     started = time.perf_counter()
     m = run_experiment(cfg, out, resume=args.resume, progress=not args.no_progress)
@@ -102,6 +140,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import SlurmOptions, load_grid, run_sweep
 
     grid = load_grid(args.grid, root=args.root)
+    if args.dry_run:
+        from .estimate import sweep_plan
+
+        print(sweep_plan(grid))
+        return 0
     slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, gpus=args.gpus,
                          cpus=args.cpus, mem_gb=args.mem, array_parallelism=args.array_parallelism,
                          cluster=args.cluster)
@@ -133,14 +176,32 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: cldst's version and the git commit, looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(provenance.describe(provenance.code_version()))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cldst", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cldst", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Continual learning with dynamic sparse training (Yildirim et al., CPAL 2024).\n"
+                    "`cldst COMMAND --help` describes a command and its settings.")
+    parser.add_argument("--version", action=_Version, help="print cldst's version and git commit, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train one continual-learning run")
-    run.add_argument("-f", "--preset", help="YAML/JSON file of settings (flags override it)")
-    run.add_argument("--out", help="run directory (default runs/<run id>)")
+    run = sub.add_parser("run", help="train one continual-learning run", description=RUN_DESCRIPTION,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         usage="cldst run [-f PRESET] [--out DIR] [--resume] [--dry-run] [--SETTING VALUE ...]")
+    run.add_argument("-f", "--preset", metavar="PRESET", help="YAML/JSON file of settings (flags override it)")
+    run.add_argument("--out", metavar="DIR", help="run directory (default runs/<run id>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
+    run.add_argument("--dry-run", action="store_true", help="print the resolved config and run id; train nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
@@ -160,8 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="also write the table to this file")
     bench.set_defaults(func=cmd_bench)
 
-    sweep = sub.add_parser("sweep", help="run a grid of experiments (skips finished runs, resumes the others)")
+    sweep = sub.add_parser("sweep", help="run a grid of experiments (skips finished runs, resumes the others)",
+                           description=SWEEP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("grid", help="grid YAML file (see cldst/sweep.py and grids/)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="list the runs, how many are finished, and an estimate of the time the rest take")
     sweep.add_argument("--executor", choices=["local", "slurm"], default="local",
                        help="local: processes on this machine; slurm: one submitit job per run (default local)")
     sweep.add_argument("--jobs", type=int, default=1, help="local: runs at a time (default 1)")

@@ -2,6 +2,9 @@
 
 Fields left as ``None`` take the dataset's default (the original code's per-benchmark
 defaults), so the resolved config written to ``config.json`` is always concrete.
+
+Each field's one-line help (``cldst run --help``, the comments of experiment.ipynb's parameters
+cell) lives in cldst/settings.py: a new field needs a line there (tests/test_settings.py checks).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ class ConfigError(ValueError):
     """A setting that is not allowed. The message is one line naming the parameter."""
 
 
-DATASETS = ("split-mnist", "cifar100", "miniimagenet")
+DATASETS = ("split-mnist", "cifar100", "miniimagenet", "tinyimagenet", "cifar10")
 ARCHS = ("resnet18", "mobilenetv2")
 INITS = ("uniform", "ERK")
 GROWTHS = ("random", "unfired", "gradient", "momentum")
@@ -32,7 +35,9 @@ CLASS_ORDERS = ("native", "seeded")
 ALIASES = {
     "dataset": {"mnist": "split-mnist", "splitmnist": "split-mnist", "split_mnist": "split-mnist",
                 "cifar-100": "cifar100", "miniimagenet100": "miniimagenet",
-                "mini-imagenet": "miniimagenet"},
+                "mini-imagenet": "miniimagenet", "tiny-imagenet": "tinyimagenet",
+                "tiny_imagenet": "tinyimagenet", "tiny-imagenet-200": "tinyimagenet",
+                "tinyimagenet200": "tinyimagenet", "cifar-10": "cifar10", "cifar_10": "cifar10"},
     "sparse_init": {"erk": "ERK"},
     "growth": {"random_unfired": "unfired"},
     "arch": {"resnet": "resnet18", "mobilenet": "mobilenetv2"},
@@ -46,11 +51,16 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
                      epochs=20, density=0.2, update_frequency=400, image_size=32),
     "miniimagenet": dict(num_classes=100, num_tasks=10, arch="resnet18", width=1.0, batch_size=128,
                          epochs=100, density=0.1, update_frequency=50, image_size=32),
+    "tinyimagenet": dict(num_classes=200, num_tasks=10, arch="resnet18", width=1.0, batch_size=128,
+                         epochs=100, density=0.1, update_frequency=50, image_size=32),
+    "cifar10": dict(num_classes=10, num_tasks=5, arch="resnet18", width=1.0, batch_size=64,
+                    epochs=20, density=0.2, update_frequency=100, image_size=32),
 }
 
 # Behaviours of the original code that protocol="reference" reproduces, one flag each.
 QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_epoch",
-          "grown_frozen_zero", "bernoulli_masks", "unfired_topup")
+          "grown_frozen_zero", "bernoulli_masks", "unfired_topup", "dst_moves_frozen",
+          "index_tie_break", "shared_head_rows", "eval_batch_stats")
 
 # Settings that do not change what a run computes, left out of the run id.
 NOT_IN_RUN_ID = ("data_dir", "device")
@@ -64,7 +74,7 @@ class ExperimentConfig:
     num_classes: int | None = None
     num_classes_per_task: int | None = None
     class_order: str = "native"  # "seeded": classes permuted by data_seed before splitting
-    image_size: int | None = None  # pixels per side; split-mnist 28, cifar100 32, miniimagenet 32 or 84
+    image_size: int | None = None  # pixels per side: split-mnist 28, CIFAR 32, mini/tinyimagenet 32 (84/64)
     data_seed: int = 0  # seeds the train/test split where the benchmark has none
     data_dir: str = "data"
     # backbone
@@ -76,7 +86,7 @@ class ExperimentConfig:
     density: float | None = None  # fraction of each task's mask that is active, in (0, 1]
     prune_rate: float = 0.5  # initial fraction of active weights pruned per update; cosine-decays to 0.005
     update_frequency: int | None = None  # optimizer steps between topology updates
-    free_init: str = "zero"  # start value of a later task's free weights: "zero" (original) or "theta0"
+    free_init: str | None = None  # a later task's free weights start at "theta0" (clean) or "zero" (reference)
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -96,6 +106,10 @@ class ExperimentConfig:
     grown_frozen_zero: bool | None = None  # a grown position an earlier task froze stays 0 in training
     bernoulli_masks: bool | None = None  # Bernoulli mask init and random growth: inexact counts
     unfired_topup: bool | None = None  # unfired growth tops up short counts with Bernoulli draws
+    dst_moves_frozen: bool | None = None  # prune and grow over all positions, reused frozen ones included
+    index_tie_break: bool | None = None  # growth-score ties go to the lowest index, not at random
+    shared_head_rows: bool | None = None  # task masks span every head row, not only the task's classes
+    eval_batch_stats: bool | None = None  # BatchNorm uses the test batch's statistics at evaluation
     # hardware
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool | None = None  # bf16 autocast; None = on when the run is on CUDA, off on CPU
@@ -135,6 +149,8 @@ class ExperimentConfig:
             for name in QUIRKS:
                 if getattr(self, name) is None:
                     setattr(self, name, self.protocol == "reference")
+            if self.free_init is None:
+                self.free_init = "zero" if self.protocol == "reference" else "theta0"
 
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
@@ -182,6 +198,10 @@ class ExperimentConfig:
             _bad("image_size", self.image_size, "28 for split-mnist")
         if self.dataset == "cifar100" and self.image_size != 32:
             _bad("image_size", self.image_size, "32 for cifar100")
+        if self.dataset == "cifar10" and self.image_size != 32:
+            _bad("image_size", self.image_size, "32 for cifar10")
+        if self.dataset == "tinyimagenet" and self.image_size not in (32, 64):
+            _bad("image_size", self.image_size, "32 or 64 for tinyimagenet")
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:

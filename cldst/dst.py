@@ -62,9 +62,11 @@ def random_mask(shape: Sequence[int], density: float, generator: torch.Generator
 # ---------------------------------------------------------------------- selection
 
 
-def top_k_mask(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+def top_k_mask(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
     """Bool mask of exactly the ``k`` largest scores, outside ``exclude`` if given (bool, same
-    shape); ties broken by lowest flat index. Needs k ≤ the number of positions not excluded."""
+    shape). Ties at the k-th value go to the lowest flat index, or, with ``generator``, to a
+    uniform random subset of the tied positions. Needs k ≤ the number of positions not excluded."""
     flat = scores.reshape(-1)
     ex = None if exclude is None else exclude.reshape(-1)
     n = flat.numel()
@@ -85,25 +87,29 @@ def top_k_mask(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None
         if n_above <= k:
             between = torch.nonzero(at_least_lo ^ chosen).squeeze(1)  # lo ≤ value ≤ hi, ascending
             if n_above + between.numel() >= k:
-                chosen[between] = _top_k_exact(flat[between], k - n_above)  # all False there so far
+                chosen[between] = _top_k_exact(flat[between], k - n_above, generator)  # all False so far
                 return chosen.view_as(scores)
     if ex is None:
-        return _top_k_exact(flat, k).view_as(scores)
+        return _top_k_exact(flat, k, generator).view_as(scores)
     candidates = torch.nonzero(~ex).squeeze(1)
     chosen = torch.zeros_like(flat, dtype=torch.bool)
-    chosen[candidates] = _top_k_exact(flat[candidates], k)
+    chosen[candidates] = _top_k_exact(flat[candidates], k, generator)
     return chosen.view_as(scores)
 
 
-def _top_k_exact(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool mask of the ``k`` largest of a 1-d tensor, ties to the lowest index, by one ``kthvalue``."""
+def _top_k_exact(values: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bool mask of the ``k`` largest of a 1-d tensor by one ``kthvalue``; ties at the k-th value to
+    the lowest index, or to a random subset of them with ``generator``."""
     n = values.numel()
     if k <= 0:
         return torch.zeros_like(values, dtype=torch.bool)
     thr = torch.kthvalue(values, n - k + 1).values  # the k-th largest
     chosen = values > thr
     need = k - int(torch.count_nonzero(chosen))
-    chosen[torch.nonzero(values == thr).squeeze(1)[:need]] = True
+    tied = torch.nonzero(values == thr).squeeze(1)
+    if generator is not None and tied.numel() > need:
+        tied = tied[torch.randperm(tied.numel(), generator=generator)[:need].to(tied.device)]
+    chosen[tied[:need]] = True
     return chosen
 
 
@@ -226,34 +232,35 @@ def _momentum_score(optimizer_state: dict | None, weight: torch.Tensor) -> torch
     return torch.zeros_like(weight, dtype=torch.float)
 
 
-def grow_unfired(mask: torch.Tensor, n: int, generator: torch.Generator, fired: torch.Tensor) -> torch.Tensor:
-    """n never-fired inactive positions at random; if there are fewer, all of them and the rest at
-    random among the fired inactive ones."""
-    unfired = ~mask & ~fired
+def grow_unfired(mask: torch.Tensor, n: int, generator: torch.Generator, fired: torch.Tensor,
+                 candidates: torch.Tensor) -> torch.Tensor:
+    """n never-fired ``candidates`` at random; if there are fewer, all of them and the rest at
+    random among the fired candidates."""
+    unfired = candidates & ~fired
     n_unfired = int(torch.count_nonzero(unfired))
     if n_unfired >= n:
         return mask | sample_mask(unfired, n, generator)
-    return mask | unfired | sample_mask(~mask & fired, n - n_unfired, generator)
+    return mask | unfired | sample_mask(candidates & fired, n - n_unfired, generator)
 
 
-def grow_random_bernoulli(mask: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Reference quirk: each inactive position grows with p = n / #inactive, so the count is inexact."""
-    inactive = ~mask
-    p = n / max(int(inactive.sum()), 1)
+def grow_random_bernoulli(mask: torch.Tensor, n: int, generator: torch.Generator,
+                          candidates: torch.Tensor) -> torch.Tensor:
+    """Reference quirk: each candidate grows with p = n / #candidates, so the count is inexact."""
+    p = n / max(int(candidates.sum()), 1)
     draw = _uniform(mask.shape, generator, mask.device) < p
-    return mask | (draw & inactive)
+    return mask | (draw & candidates)
 
 
 def grow_unfired_topup(mask: torch.Tensor, n: int, generator: torch.Generator,
-                       fired: torch.Tensor) -> torch.Tensor:
-    """Reference quirk: exactly ``n`` never-fired positions if there are that many; otherwise all of
-    them, topped up by Bernoulli draws among the other inactive positions (an inexact count)."""
-    unfired = ~mask & ~fired
+                       fired: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Reference quirk: exactly ``n`` never-fired candidates if there are that many; otherwise all
+    of them, topped up by Bernoulli draws among the other candidates (an inexact count)."""
+    unfired = candidates & ~fired
     n_unfired = int(unfired.sum())
     if n_unfired >= n:
         score = _uniform(mask.shape, generator, mask.device).masked_fill(~unfired, -1.0)
         return mask | top_k_mask(score, n)
-    rest = ~mask & fired
+    rest = candidates & fired
     p = (n - n_unfired) / max(int(rest.sum()), 1)
     draw = _uniform(mask.shape, generator, mask.device) < p
     return mask | unfired | (draw & rest)
@@ -262,28 +269,33 @@ def grow_unfired_topup(mask: torch.Tensor, n: int, generator: torch.Generator,
 def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
          generator: torch.Generator | None = None, fired: torch.Tensor | None = None,
          grad: torch.Tensor | None = None, optimizer_state: dict | None = None,
+         fixed: torch.Tensor | None = None, random_ties: bool = False,
          bernoulli: bool = False, unfired_topup: bool = False) -> torch.Tensor:
-    """Activate exactly ``n`` inactive positions of ``mask`` chosen by ``rule``; returns the new mask.
+    """Activate ``n`` candidates chosen by ``rule``; returns the new mask. The candidates are the
+    positions neither active in ``mask`` nor ``fixed`` (bool: positions growth must not touch).
 
-    ``bernoulli`` (random) and ``unfired_topup`` (unfired) select the reference code's inexact variants.
+    ``random_ties``: score ties (gradient, momentum) are broken at random with ``generator``, not by
+    index. ``bernoulli`` (random) and ``unfired_topup`` (unfired) select the reference code's inexact
+    variants.
     """
     if n <= 0:
         return mask.clone()
+    blocked = mask if fixed is None else mask | fixed
     if rule == "random":
         if bernoulli:
-            return grow_random_bernoulli(mask, n, generator)
-        return mask | sample_mask(~mask, n, generator)
+            return grow_random_bernoulli(mask, n, generator, ~blocked)
+        return mask | sample_mask(~blocked, n, generator)
     if rule == "unfired":
         if unfired_topup:
-            return grow_unfired_topup(mask, n, generator, fired)
-        return grow_unfired(mask, n, generator, fired)
+            return grow_unfired_topup(mask, n, generator, fired, ~blocked)
+        return grow_unfired(mask, n, generator, fired, ~blocked)
     if rule == "gradient":
         score = _gradient_score(grad, weight)
     elif rule == "momentum":
         score = _momentum_score(optimizer_state, weight)
     else:
         raise ValueError(f"unknown growth rule {rule!r}")
-    chosen = top_k_mask(score, n, exclude=mask)  # active positions are never candidates
+    chosen = top_k_mask(score, n, exclude=blocked, generator=generator if random_ties else None)
     return chosen.logical_or_(mask)
 
 
@@ -291,13 +303,22 @@ def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
 
 
 class DynamicSparsity:
-    """Topology of the current task's mask: prune then grow every ``update_frequency`` steps."""
+    """Topology of the current task's mask: prune then grow every ``update_frequency`` steps.
+
+    ``fixed[l]`` (bool, or None for none) marks positions whose state DST never changes: they are
+    neither pruned nor grown. In the clean protocol these are the positions earlier tasks own (the
+    reused part m_t ∩ used stays as drawn) and other tasks' head rows, so that DST only moves
+    weights the task can train and per layer |m_t ∩ used| and |m_t \\ used| never change.
+    """
 
     def __init__(self, params: Sequence[torch.Tensor], masks: list[torch.Tensor], *, growth: str,
                  initial_prune_rate: float, total_steps: int, update_frequency: int,
-                 generator: torch.Generator, bernoulli: bool = False, unfired_topup: bool = False):
+                 generator: torch.Generator, fixed: Sequence[torch.Tensor | None] | None = None,
+                 random_ties: bool = True, bernoulli: bool = False, unfired_topup: bool = False):
         self.params = list(params)
         self.masks = masks
+        self.fixed = list(fixed) if fixed is not None else [None] * len(self.params)
+        self.random_ties = random_ties
         self.growth = growth
         self.initial_prune_rate = initial_prune_rate
         self.total_steps = total_steps
@@ -314,18 +335,24 @@ class DynamicSparsity:
         """Prune and regrow every layer in place in ``self.masks``. Returns a summary for the log.
 
         A layer's tensors are seen in the weight's memory order (flat index = position in memory),
-        so a channels_last layer's flat views need no copies; ties go to the lowest such index.
+        so a channels_last layer's flat views need no copies; index tie breaks follow that order.
         """
         rate = prune_rate(step, self.total_steps, self.initial_prune_rate)
         moved = 0
-        for p, mask, fired in zip(self.params, self.masks, self.fired):
+        for p, mask, fired, fixed in zip(self.params, self.masks, self.fired, self.fixed):
             order = _memory_order(p)
             state = {k: order(v) if torch.is_tensor(v) and v.dim() == p.dim() else v
                      for k, v in (optimizer.state.get(p) or {}).items()}
             weight, mask, fired = order(p.detach()), order(mask), order(fired)
-            pruned, removed = magnitude_prune(weight, mask, rate)
+            if fixed is None:
+                pruned, removed = magnitude_prune(weight, mask, rate)
+            else:
+                fixed = order(fixed)
+                pruned, removed = magnitude_prune(weight, mask & ~fixed, rate)
+                pruned |= mask & fixed
             new = grow(self.growth, weight, pruned, removed, generator=self.generator, fired=fired,
                        grad=None if p.grad is None else order(p.grad), optimizer_state=state,
+                       fixed=fixed, random_ties=self.random_ties,
                        bernoulli=self.bernoulli, unfired_topup=self.unfired_topup)
             moved += int(torch.count_nonzero(new & ~mask))
             mask.copy_(new)

@@ -7,6 +7,13 @@ about 40,000 of them (~12 % of the step) and a topology update up to 10,000 (hal
 With ``mmap`` switched off for allocations and heap trimming disabled, freed memory is reused
 with no fault. PyTorch's CPU tuning guide recommends jemalloc or tcmalloc for the same reason;
 this needs no preloaded library. The cost: the process keeps its peak memory until it exits.
+
+The setting is process-wide and cannot be undone: the training loop calls :func:`keep_freed_memory`
+for every CPU run (cldst/train.py), so in a Jupyter kernel the first CPU run changes malloc for the
+kernel's whole life. Everything else that kernel runs afterwards (other runs, pandas, plotting) also
+keeps its freed memory, and the kernel's resident memory only grows, to its peak, until the kernel
+is restarted. Restart the kernel to get the default behaviour back; a papermill run or a sweep run
+has its own kernel, which ends with the run.
 """
 
 from __future__ import annotations

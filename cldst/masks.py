@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .dst import layer_densities, random_mask
+from .models import head
 
 
 def masked_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -49,17 +50,45 @@ class Backbone:
         self.merged = [torch.zeros_like(p) for p in self.params]
         self.used = [torch.zeros_like(p, dtype=torch.bool) for p in self.params]
         self.task_masks: list[list[torch.Tensor]] = []
+        head_weight = head(model).weight
+        self.head_index = next(i for i, p in enumerate(self.params) if p is head_weight)
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
         return [tuple(p.shape) for p in self.params]
 
     def new_task_mask(self, density: float, method: str, generator: torch.Generator,
-                      exact: bool = True) -> list[torch.Tensor]:
-        """A fresh mask over the whole tensor of every layer, by uniform or ERK densities."""
-        dens = layer_densities(self.shapes, density, method)
-        return [like_param(random_mask(p.shape, d, generator, exact=exact, device=p.device), p)
-                for p, d in zip(self.params, dens)]
+                      exact: bool = True, head_rows: slice | None = None) -> list[torch.Tensor]:
+        """A fresh mask over the whole tensor of every layer, by uniform or ERK densities.
+
+        With ``head_rows`` (clean protocol) the head's mask covers only those rows, the task's own
+        classes: the densities are those of the task's network, whose head has just these rows.
+        """
+        shapes = self.shapes
+        if head_rows is not None:
+            h = self.head_index
+            shapes[h] = (head_rows.stop - head_rows.start, *shapes[h][1:])
+        dens = layer_densities(shapes, density, method)
+        masks = []
+        for p, shape, d in zip(self.params, shapes, dens):
+            m = random_mask(shape, d, generator, exact=exact, device=p.device)
+            if shape != p.shape:  # the head's own rows
+                full = torch.zeros(p.shape, dtype=torch.bool, device=p.device)
+                full[head_rows] = m
+                m = full
+            masks.append(like_param(m, p))
+        return masks
+
+    def fixed_positions(self, head_rows: slice | None, frozen: bool) -> list[torch.Tensor | None]:
+        """Per layer, the positions a task's DST must not move (None where there are none):
+        the positions earlier tasks own if ``frozen``, and the head rows outside ``head_rows``."""
+        fixed: list[torch.Tensor | None] = [u.clone() if frozen and bool(u.any()) else None for u in self.used]
+        if head_rows is not None:
+            h = self.head_index
+            others = torch.ones_like(self.used[h])
+            others[head_rows] = False
+            fixed[h] = others if fixed[h] is None else fixed[h] | others
+        return fixed
 
     def start_weights(self, mask: Sequence[torch.Tensor], free_from_theta0: bool) -> None:
         """Load the model for a new task: merged ⊙ m_t, with free positions from θ0 if asked.
@@ -94,9 +123,13 @@ class Backbone:
         owned = sum(int(u.sum()) for u in self.used)
         return owned / sum(u.numel() for u in self.used)
 
-    def mask_densities(self, mask: Sequence[torch.Tensor]) -> dict[str, float]:
-        """Per layer name, the fraction of its weights active in ``mask``."""
-        return {n: float(m.float().mean()) for n, m in zip(self.names, mask)}
+    def mask_densities(self, mask: Sequence[torch.Tensor], head_rows: slice | None = None) -> dict[str, float]:
+        """Per layer name, the fraction of its weights active in ``mask``; for the head, of the
+        weights in ``head_rows`` if given (a task's own rows: its network's head)."""
+        dens = {n: float(m.float().mean()) for n, m in zip(self.names, mask)}
+        if head_rows is not None:
+            dens[self.names[self.head_index]] = float(mask[self.head_index][head_rows].float().mean())
+        return dens
 
     def state_dict(self) -> dict:
         return {"merged": self.merged, "used": self.used, "theta0": self.theta0,

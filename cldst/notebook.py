@@ -1,23 +1,55 @@
 """What the notebooks call around the library: working directory, parameters → config, mask table.
 
 Notebooks stay thin: every step they show is one call into cldst.
+
+experiment.ipynb's parameters are every ExperimentConfig field, with the same defaults (None: the
+dataset's), plus NOTEBOOK_PARAMETERS. Papermill's ``-p``/``-f`` values arrive as assignments in an
+``injected-parameters`` cell right after the parameters cell; :func:`config_from_parameters` reads
+which names that cell set from the kernel's input history, so that
+
+- a name that is not a parameter (``-p densty 0.1``) stops the notebook with one line;
+- ``smoke=None`` (the default) means smoke scale (SMOKE, for fields left None) only when no setting
+  was injected: Run All and nbval train for seconds, while ``-f presets/X.yaml`` or ``-p dataset
+  cifar100`` resolve to exactly the config (and run id) that ``cldst run`` gives for the same values.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from . import provenance, settings
 from .config import ConfigError, ExperimentConfig
 from .runs import RunDir
 
 # Where default run directories go (runs/<run id>); the notebook tests point it at a temp folder.
 RUNS_ROOT_ENV = "CLDST_RUNS_ROOT"
+
+# The Jupyter kernel the notebooks name, and that papermill, nbval and `make lab` start: the
+# project's environment, registered by `make install` (python -m ipykernel install --sys-prefix --name cldst).
+KERNEL = {"name": "cldst", "display_name": "Python (cldst)", "language": "python"}
+
+# Smoke scale: what Run All trains (a few seconds on a CPU), for fields left None, when smoke is on.
+SMOKE = {"num_tasks": 3, "num_classes": 6, "width": 0.25, "epochs": 2}
+
+# experiment.ipynb's parameters beyond the ExperimentConfig fields: name → (annotation, default, help).
+NOTEBOOK_PARAMETERS: dict[str, tuple[str, Any, str]] = {
+    "smoke": ("Optional[bool]", None,
+              "smoke scale for settings left None (" + ", ".join(f"{k} {v}" for k, v in SMOKE.items())
+              + "); None: on only when papermill sets no setting, so -p/-f values run what `cldst run` runs"),
+    "out_dir": ("Optional[str]", None, "the run folder; None: runs/<run id>"),
+    "resume": ("bool", True, "continue (or just read back) a run already in out_dir"),
+    "progress": ("bool", True, "progress bars while training"),
+}
+INJECTED_COMMENT = "# Parameters"  # the first line of papermill's injected-parameters cell
 
 
 def setup() -> None:
@@ -55,19 +87,131 @@ def config_parameter_names() -> list[str]:
     return [f.name for f in fields(ExperimentConfig)]
 
 
-def config_from_parameters(namespace: Mapping[str, Any]) -> ExperimentConfig:
-    """The ExperimentConfig named by the notebook's parameters (every field must be defined)."""
+# ---------------------------------------------------------------------- the parameters cell
+def parameters_cell() -> str:
+    """experiment.ipynb's parameters cell: every ExperimentConfig field with its default and its help
+    from cldst/settings.py, then NOTEBOOK_PARAMETERS (tools/refresh_notebooks.py writes it)."""
+    def line(name: str) -> str:
+        annotation, value, help_text = NOTEBOOK_PARAMETERS[name]
+        return f"{name}: {annotation} = {_literal(value)}  # {help_text}"
+
+    lines = [line("smoke")]
+    for f in fields(ExperimentConfig):
+        if f.name in settings.SECTIONS:
+            title = settings.SECTIONS[f.name]
+            note = settings.SECTION_NOTES.get(title)
+            lines.append(f"# {title}: {note}" if note else f"# {title}")
+        kind = settings.field_type(f.name).__name__
+        annotation = f"Optional[{kind}]" if settings.default(f.name) is None else kind
+        lines.append(f"{f.name}: {annotation} = {_literal(settings.default(f.name))}"
+                     f"  # {settings.notebook_comment(f.name)}")
+    lines.append("# the run folder")
+    lines += [line(name) for name in NOTEBOOK_PARAMETERS if name != "smoke"]
+    return "\n".join(lines)
+
+
+def _literal(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+# ---------------------------------------------------------------------- what papermill injected
+def _assignments(source: str) -> tuple[list[str], bool] | None:
+    """The names a cell of plain assignments sets, and whether any is annotated; None for other cells."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # IPython magics, or not Python
+        return None
+    names, annotated = [], False
+    for node in body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+            annotated = True
+        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            names += [t.id for t in node.targets]
+        else:
+            return None
+    return (names, annotated) if names else None
+
+
+def split_history(history: Sequence[str]) -> tuple[list[str] | None, list[str]]:
+    """From a kernel's input history (oldest first): the names the last-run parameters cell defines
+    (None if there is none) and the names papermill's injected-parameters cell set after it.
+
+    The parameters cell is a cell of annotated assignments; papermill's injected cell starts with
+    ``# Parameters`` and holds plain assignments. An injected cell run before the parameters cell
+    was last run no longer counts (the parameters cell has reset every value)."""
+    injected: list[str] | None = None
+    for source in reversed(history):
+        found = _assignments(source)
+        if found is None:
+            continue
+        names, annotated = found
+        if annotated:
+            return names, injected or []
+        if injected is None and source.lstrip().startswith(INJECTED_COMMENT):
+            injected = names
+    return None, injected or []
+
+
+def kernel_history() -> list[str]:
+    """The cells this IPython kernel has run, oldest first (the running cell last); [] outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return []
+    shell = get_ipython()
+    return list(shell.history_manager.input_hist_raw) if shell is not None else []
+
+
+def check_parameters(history: Sequence[str] | None = None) -> list[str]:
+    """The names papermill injected; a name that is not a parameter of the notebook stops it with one line."""
+    declared, injected = split_history(kernel_history() if history is None else history)
+    if declared is not None:
+        ignored = set(provenance.KEYS)  # a run's config.json works as a parameter file
+        for name in injected:
+            if name not in declared and name not in ignored:
+                close = difflib.get_close_matches(name, declared, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown parameter {name!r}{hint}: "
+                                  "papermill --help-notebook lists the notebook's parameters")
+    return injected
+
+
+def config_from_parameters(namespace: Mapping[str, Any], history: Sequence[str] | None = None) -> ExperimentConfig:
+    """The ExperimentConfig named by the notebook's parameters (every field must be defined).
+
+    ``history``: the cells run so far (default: this kernel's). With ``smoke`` None, smoke scale
+    applies only when papermill injected none of the config's fields."""
+    injected = check_parameters(history)
     missing = [name for name in config_parameter_names() if name not in namespace]
     if missing:
         raise ConfigError(f"the parameters cell lacks {', '.join(missing)}: add them with their defaults")
-    return ExperimentConfig.from_dict({name: namespace[name] for name in config_parameter_names()})
+    values = {name: namespace[name] for name in config_parameter_names()}
+    smoke = namespace.get("smoke", False)
+    if smoke is None:
+        smoke = not set(injected) & set(values)
+    if not isinstance(smoke, bool):
+        raise ConfigError(f"smoke={smoke!r} is not allowed: expected True, False or None")
+    applied = {k: v for k, v in SMOKE.items() if smoke and values[k] is None}
+    values.update(applied)
+    cfg = ExperimentConfig.from_dict(values)
+    if applied:
+        print("smoke scale: " + ", ".join(f"{k}={v}" for k, v in applied.items())
+              + " (smoke=False: the dataset's defaults)")
+    return cfg
 
 
 def describe_config(cfg: ExperimentConfig) -> str:
-    """The resolved config, one ``name = value`` per line, then the run id."""
-    width = max(len(name) for name in config_parameter_names())
-    lines = [f"{name:<{width}} = {value!r}" for name, value in cfg.to_dict().items()]
-    return "\n".join([*lines, f"{'run id':<{width}} = {cfg.run_id()}"])
+    """The resolved config, one ``name = value`` per line, then the run id (as `cldst run --dry-run`)."""
+    return settings.describe(cfg)
+
+
+def warn_if_code_changed(run_dir: str | Path, resume: bool) -> str | None:
+    """With resume, one line on stderr when run_dir holds results of other code than this one."""
+    message = provenance.resume_warning(run_dir) if resume else None
+    if message:
+        print(message, file=sys.stderr)
+    return message
 
 
 def run_directory(cfg: ExperimentConfig, out_dir: str | None) -> Path:

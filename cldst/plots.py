@@ -3,23 +3,50 @@ table (figures.ipynb). Nothing here trains; every function returns a matplotlib 
 
 Accuracies are in percent, sparsity = 1 − density is shown in percent. Where several runs share
 a plotted point (seeds), the point is their mean and the band or label their standard deviation.
+
+Importing this module changes no global matplotlib setting: each figure function draws inside
+``mpl.rc_context(theme())`` (seaborn's whitegrid style, notebook context and deep palette).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
 
 from .config import GROWTHS, INITS, ConfigError
 from .results import at_main_update_frequency, json_column
 
-sns.set_theme(style="whitegrid", context="notebook")
+
+# ---------------------------------------------------------------------- style
+def theme() -> dict[str, Any]:
+    """The rcParams of every figure here: what ``sns.set_theme(style="whitegrid", context="notebook")``
+    would set globally, to be used in a context instead."""
+    return {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook"),
+            "axes.prop_cycle": mpl.cycler(color=sns.color_palette("deep"))}
+
+
+def styled(draw: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
+    """Run a figure function inside ``mpl.rc_context(theme())``: the style applies to its figure only."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with mpl.rc_context(theme()):
+            fig = draw(*args, **kwargs)
+            interactive = mpl.is_interactive()
+        # Not a style setting: a backend that pyplot first loads in here may switch interactive mode
+        # on for good (IPython's inline backend does, and shows only figures made in that mode).
+        mpl.interactive(interactive)
+        return fig
+    return wrapper
 
 
 # ---------------------------------------------------------------------- saving
@@ -37,6 +64,7 @@ def save_figure(fig: plt.Figure, directory: str | Path | None, name: str) -> lis
 
 
 # ---------------------------------------------------------------------- one run
+@styled
 def accuracy_matrix(matrix: Sequence[Sequence[float | None]], title: str = "Accuracy matrix") -> plt.Figure:
     """A[i][j]: accuracy (%) on task j after training task i; blank where not measured."""
     a = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
@@ -51,6 +79,7 @@ def accuracy_matrix(matrix: Sequence[Sequence[float | None]], title: str = "Accu
     return fig
 
 
+@styled
 def accuracy_over_time(matrix: Sequence[Sequence[float | None]]) -> plt.Figure:
     """One line per task j: its accuracy after each task i ≥ j."""
     rows = [dict(after=i + 1, task=f"task {j + 1}", acc=v)
@@ -63,6 +92,7 @@ def accuracy_over_time(matrix: Sequence[Sequence[float | None]]) -> plt.Figure:
     return fig
 
 
+@styled
 def capacity_per_task(capacity: Sequence[float]) -> plt.Figure:
     """Fraction of the backbone's weights owned by some task, after each task."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -73,6 +103,7 @@ def capacity_per_task(capacity: Sequence[float]) -> plt.Figure:
     return fig
 
 
+@styled
 def layer_density(densities: dict[str, Sequence[float]], task: int = -1) -> plt.Figure:
     """Density (%) of one task's final mask in every masked layer (default: the last task)."""
     names = list(densities)
@@ -115,6 +146,7 @@ def _one_frequency(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return d, "" if main is None else f", update frequency {main} steps"
 
 
+@styled
 def acc_vs_sparsity(table: pd.DataFrame) -> plt.Figure:
     """Figure 1: final ACC against sparsity, one line per init; a panel per growth rule and benchmark."""
     d, freq_note = _one_frequency(_prepare(table))
@@ -130,6 +162,7 @@ def acc_vs_sparsity(table: pd.DataFrame) -> plt.Figure:
     return g.figure
 
 
+@styled
 def init_growth_heatmaps(table: pd.DataFrame) -> plt.Figure:
     """Figure 2: ACC (%) by sparse init × growth rule, one heatmap per sparsity level (and benchmark)."""
     d, freq_note = _one_frequency(_prepare(table))
@@ -164,73 +197,271 @@ def init_growth_heatmaps(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+CELL_KEYS = ("benchmark", "sparse_init", "growth", "sparsity", "update_frequency")  # a cell: all but the seed
+
+
+@styled
 def update_frequency_effect(table: pd.DataFrame) -> plt.Figure:
-    """Figure 3: final ACC against the update frequency, one line per growth rule (style: init)."""
+    """Figure 3: final ACC against the update frequency, one line per growth rule (style: init).
+
+    Only the settings that were run at several update frequencies are drawn (a study's main grid at
+    one frequency adds single points, not lines); a table with one frequency says so in the title.
+    """
     d = _prepare(table)
+    swept = d.groupby(["benchmark", "sparse_init", "growth", "sparsity"])["update_frequency"].transform("nunique") > 1
+    if swept.any():
+        d = d[swept]
     order = _orders(d)
     freqs = sorted(d["update_frequency"].unique())
     g = sns.relplot(d, x="update_frequency", y="acc", hue="growth", hue_order=order["growth"],
                     style="sparse_init", style_order=order["sparse_init"], col="sparsity_pct",
-                    row="benchmark", kind="line", markers=True, errorbar="sd", height=3, aspect=1.1,
-                    facet_kws={"margin_titles": True})
+                    row="benchmark", kind="line", markers=True, errorbar="sd", height=3,
+                    aspect=1.1 if d["sparsity_pct"].nunique() > 1 else 1.8, facet_kws={"margin_titles": True})
     g.set_axis_labels("update frequency (steps)", "final ACC (%)")
     g.set_titles(col_template="sparsity {col_name:g} %", row_template="{row_name}")
     _legend_titles(g)
     if len(freqs) > 1 and freqs[-1] / freqs[0] >= 10:
         g.set(xscale="log")
-    g.set(xticks=freqs)
+        for ax in g.axes.flat:
+            ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+    g.set(xticks=freqs, xticklabels=[f"{f:g}" for f in freqs])
     if len(freqs) == 1:
         title = (f"Effect of the update frequency: this table has one update frequency only "
                  f"({int(freqs[0])} steps);\nsweep update_frequency to see its effect")
     else:
         note = _spread_note(d, ["benchmark", "sparse_init", "growth", "sparsity", "update_frequency"])
-        title = f"Final ACC vs update frequency, optimizer steps between topology updates ({note})"
+        title = f"Final ACC vs update frequency: optimizer steps between topology updates\n({note}"
+        title += "; only the settings run at several update frequencies)" if not swept.all() else ")"
     g.figure.suptitle(title, y=1.03 + 0.05 * title.count("\n"))
     return g.figure
 
 
+@styled
 def capacity_vs_task(table: pd.DataFrame) -> plt.Figure:
-    """Figure 4: capacity used (% of weights owned by some task) after each task, per init (style: growth)."""
+    """Figure 4: capacity used (% of weights owned by some task) after each task; a panel per
+    sparsity (row) and growth rule (column), one line per sparse init."""
     d, freq_note = _one_frequency(_prepare(table))
     order = _orders(d)
-    rows = [dict(benchmark=b, sparsity_pct=s, sparse_init=i, growth=g, seed=seed, task=t + 1, capacity=100 * c)
-            for b, s, i, g, seed, caps in zip(d["benchmark"], d["sparsity_pct"], d["sparse_init"], d["growth"],
-                                              d["seed"], json_column(d, "capacity"))
+    benchmarks = sorted(d["benchmark"].unique())
+    rows = [dict(panel=_panel_row(b, s, len(benchmarks)), sparse_init=i, growth=g, task=t + 1, capacity=100 * c)
+            for b, s, i, g, caps in zip(d["benchmark"], d["sparsity_pct"], d["sparse_init"], d["growth"],
+                                        json_column(d, "capacity"))
             for t, c in enumerate(caps)]
-    long = pd.DataFrame(rows)
-    g = sns.relplot(long, x="task", y="capacity", hue="sparse_init", hue_order=order["sparse_init"],
-                    style="growth", style_order=order["growth"], col="sparsity_pct", row="benchmark",
-                    kind="line", markers=True, errorbar="sd", height=3, aspect=1.1,
-                    facet_kws={"margin_titles": True})
-    g.set_axis_labels("after training task", "capacity used (% of weights)")
-    g.set_titles(col_template="sparsity {col_name:g} %", row_template="{row_name}")
+    panels = [_panel_row(b, s, len(benchmarks))
+              for b in benchmarks for s in sorted(d.loc[d["benchmark"] == b, "sparsity_pct"].unique())]
+    g = sns.relplot(pd.DataFrame(rows), x="task", y="capacity", hue="sparse_init", hue_order=order["sparse_init"],
+                    style="sparse_init", style_order=order["sparse_init"], markers=True,  # told apart if they overlap
+                    col="growth", col_order=order["growth"], row="panel", row_order=panels, kind="line",
+                    errorbar="sd", height=2.6, aspect=1.1,
+                    facet_kws={"margin_titles": True, "sharey": "row"})
+    g.set_axis_labels("after training task", "capacity used (%)")
+    g.set_titles(col_template="growth: {col_name}", row_template="{row_name}")
     _legend_titles(g)
     for ax in g.axes.flat:
         ax.xaxis.get_major_locator().set_params(integer=True)
     note = _spread_note(d, ["benchmark", "sparse_init", "growth", "sparsity"])
-    g.figure.suptitle(f"Capacity used after each task ({note}{freq_note})", y=1.03)
+    g.figure.suptitle(f"Capacity used after each task: % of the backbone's weights owned by some task\n"
+                      f"({note}{freq_note})", y=1.08)
     return g.figure
 
 
-def pick_run(table: pd.DataFrame, which: str = "best") -> pd.Series:
-    """A row of the table: "best" (highest ACC), or a run id, or a run directory ending in one."""
+def _panel_row(benchmark: str, sparsity_pct: float, n_benchmarks: int) -> str:
+    return f"sparsity {sparsity_pct:g} %" if n_benchmarks == 1 else f"{benchmark}\nsparsity {sparsity_pct:g} %"
+
+
+DEFAULT_CELL = {"sparse_init": "ERK", "growth": "momentum", "sparsity": 0.8}  # the presets' method, 80 %
+
+
+def select_cell(table: pd.DataFrame, cell: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The runs of one cell of the table: the rows matching ``cell`` (column: value; numbers match
+    to 1e-9). Every setting of CELL_KEYS that ``cell`` leaves out and that still varies takes the
+    value with the most runs (on a tie, the first in order), so the runs differ only by seed
+    (and settings outside CELL_KEYS that ``cell`` does not name)."""
+    cell = dict(DEFAULT_CELL if cell is None else cell)
+    rows = table
+    for key, want in cell.items():
+        if key not in table.columns:
+            raise ConfigError(f"cell setting {key!r} is not a column of the results table: use one of "
+                              f"{', '.join(CELL_KEYS)} (or another column)")
+        column = rows[key]
+        if pd.api.types.is_numeric_dtype(column) and isinstance(want, (int, float)) and not isinstance(want, bool):
+            match = np.isclose(column.astype(float), float(want), rtol=0, atol=1e-9)
+        else:
+            match = column.astype(str) == str(want)
+        if not match.any():
+            values = ", ".join(str(v) for v in _sorted_values(key, table[key].unique()))
+            raise ConfigError(f"no run with {_cell_text(cell)} in the results table "
+                              f"({key} there: {values})")
+        rows = rows[match]
+    for key in CELL_KEYS:
+        if key in cell or key not in rows.columns:
+            continue
+        counts = rows[key].value_counts()
+        top = [v for v in _sorted_values(key, counts.index) if counts[v] == counts.max()]
+        rows = rows[rows[key] == top[0]]
+    return rows
+
+
+def _sorted_values(name: str, values) -> list:
+    order = {"sparse_init": INITS, "growth": GROWTHS}.get(name)
+    if order is None:
+        return sorted(values)
+    return sorted(values, key=lambda v: order.index(v) if v in order else len(order))
+
+
+def _cell_text(cell: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in cell.items())
+
+
+def pick_run(table: pd.DataFrame, which: str = "median", cell: Mapping[str, Any] | None = None) -> pd.Series:
+    """A row of the table: ``"median"``, the median run by ACC of ``cell`` (see select_cell; default
+    DEFAULT_CELL; with an even number of runs, the lower of the two middle ones), or a run id, or a
+    run directory ending in one (then ``cell`` is not used). ``"best"``, the run with the highest
+    ACC of the whole table, is still allowed, but it is not a typical run."""
+    if which == "median":
+        runs = select_cell(table, cell).sort_values(["acc", "run_id"], ignore_index=True)
+        run = runs.iloc[(len(runs) - 1) // 2].copy()
+        run["cell_runs"] = len(runs)
+        return run
     if which == "best":
-        return table.sort_values(["acc", "run_id"], ascending=[False, True]).iloc[0]
+        run = table.sort_values(["acc", "run_id"], ascending=[False, True]).iloc[0].copy()
+        run["table_runs"] = len(table)
+        return run
     name = Path(str(which).rstrip("/")).name
     found = table[(table["run_id"] == name) | (table["run_dir"].astype(str) == str(which))]
     if found.empty:
-        raise ConfigError(f"run_dir={which!r} is not in the results table: give a run id from its run_id column, or 'best'")
+        raise ConfigError(f"run_dir={which!r} is not in the results table: give a run id from its run_id column, "
+                          f"or 'median' (the median run by ACC of a cell)")
     return found.iloc[0]
 
 
-def run_accuracy_matrix(table: pd.DataFrame, which: str = "best") -> plt.Figure:
-    """Figure 5: the accuracy matrix of one run of the table."""
-    run = pick_run(table, which)
-    chosen = "best run: " if which == "best" else ""
-    title = (f"Accuracy matrix, {chosen}{run['benchmark']}, {run['sparse_init']}, growth {run['growth']},\n"
-             f"sparsity {100 * run['sparsity']:g} %, seed {run['seed']}: ACC {run['acc']:.1f} %, "
-             f"BWT {run['bwt']:.2f}, forgetting {run['forgetting']:.2f} (points)")
-    return accuracy_matrix(json_column(run.to_frame().T, "acc_matrix")[0], title=title)
+def run_title(run: pd.Series) -> str:
+    """Which run, with its settings and results: the title of figure 5."""
+    chosen = (f", the median run by ACC of {int(run['cell_runs'])} seeds" if "cell_runs" in run.index else
+              f", the best run by ACC of all {int(run['table_runs'])}" if "table_runs" in run.index else "")
+    return (f"Accuracy matrix (%){chosen}\n"
+            f"{run['benchmark']}: {run['sparse_init']} init, {run['growth']} growth, sparsity {100 * run['sparsity']:g} %,\n"
+            f"update every {int(run['update_frequency'])} steps, seed {int(run['seed'])}: ACC {run['acc']:.1f} %, "
+            f"BWT {run['bwt']:+.2f}, forgetting {run['forgetting']:.2f} (points)")
+
+
+def run_accuracy_matrix(table: pd.DataFrame, which: str = "median",
+                        cell: Mapping[str, Any] | None = None) -> plt.Figure:
+    """Figure 5: the accuracy matrix of one run of the table (see pick_run), its settings in the title."""
+    run = pick_run(table, which, cell)
+    fig = accuracy_matrix(json_column(run.to_frame().T, "acc_matrix")[0], title=run_title(run))
+    fig.axes[0].title.set_fontsize(10)  # three lines of settings over a small matrix
+    return fig
+
+
+# ---------------------------------------------------------------------- was every task learned?
+def chance_level(run: Mapping[str, Any]) -> float | None:
+    """Accuracy (%) of a uniform guess on one task: 1 / its classes (1 / all classes when the
+    argmax is over all classes); None if the table does not have the class counts."""
+    all_classes = bool(run.get("eval_all_classes")) if pd.notna(run.get("eval_all_classes", np.nan)) else False
+    classes = run.get("num_classes" if all_classes else "num_classes_per_task")
+    if classes is None or pd.isna(classes) or classes <= 0:
+        return None
+    return 100.0 / float(classes)
+
+
+def diagonal_accuracy(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and task j: ``task_acc`` = A[j][j], the accuracy (%) on task j right after
+    training it, with the run's settings and ``chance`` (see chance_level)."""
+    keep = [c for c in ("run_id", *CELL_KEYS, "seed") if c in table.columns]
+    rows = []
+    for (_, run), matrix in zip(table.iterrows(), json_column(table, "acc_matrix")):
+        for j, row in enumerate(matrix):
+            if j < len(row) and row[j] is not None:
+                rows.append({**{k: run[k] for k in keep}, "task": j + 1, "task_acc": float(row[j]),
+                             "chance": chance_level(run)})
+    return pd.DataFrame(rows)
+
+
+def every_task_learned(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: ``min_task_acc`` = min_j A[j][j], the accuracy of its worst-learned task right
+    after training it, ``worst_task`` (that j, from 1), and ``chance``; sorted from the lowest."""
+    diag = diagonal_accuracy(table)
+    worst = diag.loc[diag.groupby("run_id", sort=False)["task_acc"].idxmin()]
+    out = worst.rename(columns={"task_acc": "min_task_acc", "task": "worst_task"})
+    return out.sort_values(["min_task_acc", "run_id"], ignore_index=True)
+
+
+def tasks_learned_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The lowest A[j][j] (%) of any task of any run, per benchmark, sparsity (update frequency where
+    it varies) and init (rows) and growth rule (columns), with the task: "61.5 (task 4)"."""
+    worst = every_task_learned(table)
+    keys = ["benchmark", "sparsity", "sparse_init"]
+    if worst["update_frequency"].nunique() > 1:
+        keys.insert(2, "update_frequency")
+    low = worst.loc[worst.groupby([*keys, "growth"])["min_task_acc"].idxmin()]
+    cells = pd.Series([f"{v:.1f} (task {t})" for v, t in zip(low["min_task_acc"], low["worst_task"])],
+                      index=pd.MultiIndex.from_frame(low[[*keys, "growth"]]))
+    out = cells.unstack("growth")
+    out = out.reindex(columns=_sorted_values("growth", out.columns))
+    out = out.reindex(sorted(out.index, key=lambda r: (*r[:-1], INITS.index(r[-1]) if r[-1] in INITS else 9)))
+    out.index = pd.MultiIndex.from_tuples(
+        [tuple(f"{100 * v:g} %" if k == "sparsity" else v for k, v in zip(keys, row)) for row in out.index],
+        names=[k.replace("_", " ") for k in keys])
+    return out.fillna("")
+
+
+@styled
+def tasks_learned(table: pd.DataFrame) -> plt.Figure:
+    """Figure 6: was every task learned? A[j][j] of every task of every run (small dots; a column of
+    dots per seed), each run's lowest one marked, by growth rule and init; chance as a dashed line.
+    A panel per sparsity (and benchmark)."""
+    d, freq_note = _one_frequency(table)
+    diag = diagonal_accuracy(d).assign(sparsity_pct=lambda x: (100 * x["sparsity"]).round(2))
+    worst = every_task_learned(d).assign(sparsity_pct=lambda x: (100 * x["sparsity"]).round(2))
+    order = _orders(d)
+    inits, growths = order["sparse_init"], order["growth"]
+    seeds = sorted(diag["seed"].unique())
+    benchmarks, levels = sorted(diag["benchmark"].unique()), sorted(diag["sparsity_pct"].unique())
+    colours = dict(zip(inits, sns.color_palette("deep", len(inits))))
+    group = 0.8 / len(inits)  # width of one init's group of seeds
+
+    def x_of(growth: str, init: str, seed) -> float:
+        spread = 0.6 * group / max(len(seeds) - 1, 1)
+        return (growths.index(growth) + (inits.index(init) - (len(inits) - 1) / 2) * group
+                + (seeds.index(seed) - (len(seeds) - 1) / 2) * spread)
+
+    fig, axes = plt.subplots(len(benchmarks), len(levels), squeeze=False, layout="constrained", sharey=True,
+                             figsize=(0.8 + 1.3 * len(growths) * len(levels), 0.9 + 2.8 * len(benchmarks)))
+    chance_lines = False
+    for r, bench in enumerate(benchmarks):
+        for c, level in enumerate(levels):
+            ax = axes[r][c]
+            cell = diag[(diag["benchmark"] == bench) & (diag["sparsity_pct"] == level)]
+            low = worst[(worst["benchmark"] == bench) & (worst["sparsity_pct"] == level)]
+            if cell.empty:
+                ax.set_axis_off()
+                continue
+            for init in inits:
+                these, lows = cell[cell["sparse_init"] == init], low[low["sparse_init"] == init]
+                ax.scatter([x_of(g, init, s) for g, s in zip(these["growth"], these["seed"])], these["task_acc"],
+                           s=12, color=colours[init], alpha=0.45, linewidths=0)
+                ax.scatter([x_of(g, init, s) for g, s in zip(lows["growth"], lows["seed"])], lows["min_task_acc"],
+                           s=42, color=colours[init], edgecolors="black", linewidths=0.8, zorder=3)
+            chance = cell["chance"].dropna()
+            if not chance.empty:
+                ax.axhline(chance.iloc[0], color="0.35", linestyle="--", linewidth=1.2, zorder=1)
+                chance_lines = True
+            ax.set_xticks(range(len(growths)), growths)
+            ax.set_xlim(-0.5, len(growths) - 0.5)
+            ax.set(title=f"{bench}, sparsity {level:g} %" if len(benchmarks) > 1 else f"sparsity {level:g} %",
+                   xlabel="growth", ylabel="A[j][j]: accuracy on task j\nright after training it (%)" if c == 0 else "")
+    floor = min(diag["task_acc"].min(), diag["chance"].min() if diag["chance"].notna().any() else np.inf)
+    axes[0][0].set_ylim(max(0.0, math.floor(floor / 10) * 10 - 5), 101)
+    handles = [Line2D([], [], marker="o", linestyle="", color=colours[i], label=i) for i in inits]
+    handles += [Line2D([], [], marker="o", linestyle="", color="0.5", alpha=0.45, markersize=4, label="a task"),
+                Line2D([], [], marker="o", linestyle="", color="0.5", markeredgecolor="black", label="a run's lowest task")]
+    if chance_lines:
+        handles.append(Line2D([], [], color="0.35", linestyle="--", label="chance"))
+    fig.legend(handles=handles, title="sparse init", loc="outside right center", frameon=False)
+    fig.suptitle(f"Was every task learned? Accuracy on each task right after training it, "
+                 f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} per group{freq_note}")
+    return fig
 
 
 STUDY_FIGURES = {
@@ -238,10 +469,12 @@ STUDY_FIGURES = {
     "fig2-init-growth-heatmaps": init_growth_heatmaps,
     "fig3-update-frequency": update_frequency_effect,
     "fig4-capacity-vs-task": capacity_vs_task,
+    "fig6-tasks-learned": tasks_learned,
 }
 
 
 # ---------------------------------------------------------------------- protocols
+@styled
 def protocol_comparison(metrics: dict[str, dict]) -> plt.Figure:
     """Accuracy matrices side by side, one per protocol, on one colour scale, with ACC and BWT.
 

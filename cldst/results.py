@@ -3,8 +3,10 @@
 Columns: ``run_id``, ``run_dir`` (relative to the folder), ``benchmark`` ("split-mnist, 5 tasks"),
 every ExperimentConfig field, ``sparsity`` = 1 − density, the metrics ``acc``, ``bwt``,
 ``forgetting`` (%), ``capacity_final`` (fraction of weights owned after the last task),
-``total_seconds``, ``images_per_s`` (mean over tasks), ``ran_on`` (the device used), and the
-JSON strings ``acc_matrix`` (T×T, %, null where not measured) and ``capacity`` (per task).
+``total_seconds``, ``images_per_s`` (mean over tasks), ``ran_on`` (the device used), the JSON
+strings ``acc_matrix`` (T×T, %, null where not measured) and ``capacity`` (per task), and the code
+that finished the run: ``cldst_version``, ``git_commit``, ``git_dirty`` (empty for runs written
+before cldst recorded them, and the git ones outside a git checkout; see cldst/provenance.py).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from .config import GROWTHS, INITS, ConfigError, ExperimentConfig
+from .provenance import KEYS as PROVENANCE_COLUMNS
 from .runs import METRICS
 
 CONFIG_COLUMNS = [f.name for f in fields(ExperimentConfig)]
 METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "total_seconds",
-                  "images_per_s", "ran_on", "acc_matrix", "capacity"]
+                  "images_per_s", "ran_on", "acc_matrix", "capacity", *PROVENANCE_COLUMNS]
 
 
 def benchmark_name(dataset: str, num_tasks: int) -> str:
@@ -45,6 +48,7 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "ran_on": metrics.get("device"),
         "acc_matrix": json.dumps(metrics["acc_matrix"]),
         "capacity": json.dumps(metrics["capacity"]),
+        **{name: metrics.get(name) for name in PROVENANCE_COLUMNS},
     }
 
 

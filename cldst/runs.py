@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .config import ExperimentConfig
+from .provenance import code_version
 
 CONFIG, METRICS, HISTORY, CHECKPOINT = "config.json", "metrics.json", "history.csv", "checkpoint.pt"
 HISTORY_FIELDS = ("kind", "task", "epoch", "step", "loss", "train_acc", "lr", "prune_rate",
@@ -57,9 +58,12 @@ class RunDir:
         return self.file(METRICS).is_file()
 
     def write_config(self, cfg: ExperimentConfig) -> None:
-        atomic_write_json(self.file(CONFIG), cfg.to_dict())
+        """Every setting, resolved, then the code version (cldst/provenance.py) that starts the run."""
+        atomic_write_json(self.file(CONFIG), {**cfg.to_dict(), **code_version()})
 
     def write_metrics(self, metrics: dict) -> None:
+        """The metrics, with the code version that finished the run added (to ``metrics`` too)."""
+        metrics.update(code_version())
         atomic_write_json(self.file(METRICS), metrics)
 
     def read_metrics(self) -> dict:

@@ -6,24 +6,26 @@ task boundary computes exactly what the uninterrupted run computes.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import metrics as M
+from .bn_stats import compute_statistics, using_statistics
 from .config import ConfigError, ExperimentConfig
 from .data import ImageSplit, load_benchmark, task_class_range
 from .data.transforms import BatchTransform
-from .dst import DynamicSparsity
 from .host_memory import keep_freed_memory
-from .masks import Backbone, TaskIsolation
+from .masks import Backbone
 from .models import build_model
 from .runs import RunDir
+from .task_trainer import TaskTrainer, epoch_batches, lr_milestones, make_optimizer  # noqa: F401
 
 
 def select_device(name: str) -> torch.device:
@@ -35,7 +37,8 @@ def select_device(name: str) -> torch.device:
 
 
 def derived_seed(seed: int, *stream: int) -> int:
-    """Independent seeds per purpose: model init (0,) and task t (1, t).
+    """Independent seeds per purpose: model init (0,), task t (1, t), evaluation (2,) and the order
+    of task t's BatchNorm-statistics pass (3, t).
 
     Masks must not be drawn from the same stream as the initial weights: with equal seeds a
     top-k mask of uniform scores would keep exactly the largest initial weights.
@@ -45,33 +48,6 @@ def derived_seed(seed: int, *stream: int) -> int:
 
 def task_seed(seed: int, task: int) -> int:
     return derived_seed(seed, 1, task)
-
-
-def lr_milestones(epochs: int) -> list[int]:
-    """Epochs after which the learning rate is ×0.1: E/2 and 3E/4, as the original.
-
-    A milestone of 0 is dropped: MultiStepLR would apply it before the first step (with E = 1
-    the original trains at lr/100 throughout).
-    """
-    return [m for m in (int(epochs / 2), int(epochs * 3 / 4)) if m > 0]
-
-
-def epoch_batches(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, batch_size: int,
-                  transform: BatchTransform, generator: torch.Generator):
-    """One epoch of cldst's data path: batches by index from a seeded permutation of ``idx``, crop,
-    flip and normalise batched on the device. Yields (x, y) for full batches only (BatchNorm with
-    batch statistics is ill-defined on a batch of one), or one batch if ``idx`` holds fewer."""
-    n = idx.numel()
-    perm = idx[torch.randperm(n, generator=generator).to(idx.device)]
-    for b in range(max(1, n // batch_size)):
-        batch = perm[b * batch_size:(b + 1) * batch_size]
-        yield transform.train(images[batch], generator), labels[batch]
-
-
-def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 @dataclass
@@ -86,48 +62,12 @@ class RunState:
     task_seconds: list = field(default_factory=list)
     images_per_s: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    dead_tasks: list = field(default_factory=list)  # tasks whose network could not learn at step 1
+    bn_stats: list = field(default_factory=list)  # per task: each BN layer's (mean, var); clean only
 
     def __post_init__(self) -> None:
         if not self.acc:
             self.acc = [[None] * self.num_tasks for _ in range(self.num_tasks)]
-
-
-class TaskTrainer:
-    """One task's training step: optimizer, isolation of frozen weights and DST topology updates.
-
-    Shared by the task loop and ``cldst bench``, so the benchmark times exactly this code.
-    """
-
-    def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module, forward, backbone: Backbone,
-                 mask: list[torch.Tensor], class_slice: slice, total_steps: int,
-                 generator: torch.Generator, autocast):
-        self.forward = forward
-        self.class_slice = class_slice
-        self.autocast = autocast
-        self.isolation = TaskIsolation(backbone, mask, class_slice, grown_frozen_zero=cfg.grown_frozen_zero)
-        self.optimizer = make_optimizer(cfg, model.parameters())
-        self.topology = DynamicSparsity(
-            backbone.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
-            total_steps=total_steps, update_frequency=cfg.update_frequency, generator=generator,
-            bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup)
-        self.steps = 0
-
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
-        """One optimizer step on (x, y) with y in 0..C-1. Returns (loss, all logits, topology update)."""
-        with self.autocast():
-            all_logits = self.forward(x).float()
-        loss = F.cross_entropy(all_logits[:, self.class_slice], y)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.isolation.zero_frozen_grads()
-        self.optimizer.step()
-        self.isolation.after_step()
-        self.steps += 1
-        update = None
-        if self.topology.due(self.steps):
-            update = self.topology.update(self.steps, self.optimizer)
-            self.isolation.refresh()
-        return loss.detach(), all_logits.detach(), update
 
 
 class ContinualLearner:
@@ -177,7 +117,8 @@ class ContinualLearner:
         gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
         torch.manual_seed(task_seed(cfg.seed, t))
         sl = task_class_range(t, cfg.num_classes_per_task)
-        mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks)
+        mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks,
+                                head_rows=None if cfg.shared_head_rows else sl)
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
         idx = self.train_idx[t]
         n, bs = idx.numel(), cfg.batch_size
@@ -197,6 +138,10 @@ class ContinualLearner:
             for x, y in epoch_batches(self.train_x, self.train_y, idx, bs, self.transform, gen):
                 y = y - sl.start
                 loss, all_logits, update = trainer.step(x, y)
+                if trainer.steps == 1 and trainer.dead_start:
+                    self.state.dead_tasks.append(t)
+                    tqdm.write(f"cldst: warning: task {t + 1} starts dead (its output does not depend on the "
+                               "input, or no masked weight gets a gradient): it cannot learn", file=sys.stderr)
                 if update is not None:
                     self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
                 loss_sum += loss * y.numel()
@@ -227,21 +172,38 @@ class ContinualLearner:
         seconds = time.perf_counter() - started
         bb.merge(mask, nonzero_rule=cfg.keep_best_epoch)
         st = self.state
+        if not cfg.eval_batch_stats:
+            st.bn_stats.append(self.task_statistics(t))
         st.task_seconds.append(seconds)
         st.images_per_s.append(seen / seconds)
         st.capacity.append(bb.capacity())
-        for name, d in bb.mask_densities(mask).items():
+        for name, d in bb.mask_densities(mask, None if cfg.shared_head_rows else sl).items():
             st.layer_density.setdefault(name, []).append(d)
 
     # ------------------------------------------------------------------ evaluation
+    def task_statistics(self, t: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Task t's BatchNorm statistics: merged ⊙ m_t on task t's training images, unaugmented,
+        in one pass of fixed batches (eval_batch_size) in a seeded order that mixes its classes."""
+        self.backbone.load_task_weights(t)
+        idx = self.train_idx[t]
+        order = torch.Generator().manual_seed(derived_seed(self.cfg.seed, 3, t))
+        idx = idx[torch.randperm(idx.numel(), generator=order).to(idx.device)]
+        batches = list(torch.split(idx, self.cfg.eval_batch_size))
+        if len(batches) > 1 and batches[-1].numel() == 1:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        with self._autocast():
+            # the eager model: forward hooks record each layer's input
+            return compute_statistics(self.model, self.model,
+                                      (self.transform.normalise(self.train_x[b]) for b in batches))
+
     @torch.inference_mode()
     def evaluate(self, j: int, mask_task: int | None = None) -> float:
         """Accuracy (%) on task j's test set with merged ⊙ m_i, i = ``mask_task`` (default j).
 
-        Clean: no augmentation; the test images in index order, in fixed batches of
-        eval_batch_size (a last batch of one joins the one before: BatchNorm uses batch
-        statistics); argmax within task i's classes. With i ≠ j (the original's "FWT" entries)
-        task j's labels are shifted into task i's range. ``test_augment`` and
+        Clean: no augmentation; BatchNorm with task i's own statistics, so each image's prediction
+        depends on the model and the image alone (the batches of eval_batch_size only set the
+        speed); argmax within task i's classes. With i ≠ j (the original's "FWT" entries) task j's
+        labels are shifted into task i's range. ``test_augment``, ``eval_batch_stats`` and
         ``eval_all_classes`` switch on the original's evaluation quirks.
         """
         cfg = self.cfg
@@ -259,20 +221,26 @@ class ContinualLearner:
         if len(batches) > 1 and batches[-1].numel() == 1:
             batches[-2:] = [torch.cat(batches[-2:])]
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for batch in batches:
-            images = self.test_x[batch]
-            if cfg.test_augment:
-                x = self.transform.train(images, self.eval_generator)
-            else:
-                x = self.transform.normalise(images)
-            label = self.test_y[batch] - shift
-            with self._autocast():
-                logits = self.forward(x)
-            if cfg.eval_all_classes:
-                correct += (logits.argmax(1) == label).sum()
-            else:
-                correct += (logits[:, sl].argmax(1) == label - sl.start).sum()
+        with contextlib.ExitStack() as stack:
+            if not cfg.eval_batch_stats:
+                stack.enter_context(using_statistics(self.model, self.state.bn_stats[i]))
+            for batch in batches:
+                correct += self._count_correct(batch, sl, shift)
         return 100.0 * float(correct) / idx.numel()
+
+    def _count_correct(self, batch: torch.Tensor, sl: slice, shift: int) -> torch.Tensor:
+        cfg = self.cfg
+        images = self.test_x[batch]
+        if cfg.test_augment:
+            x = self.transform.train(images, self.eval_generator)
+        else:
+            x = self.transform.normalise(images)
+        label = self.test_y[batch] - shift
+        with self._autocast():
+            logits = self.forward(x)
+        if cfg.eval_all_classes:
+            return (logits.argmax(1) == label).sum()
+        return (logits[:, sl].argmax(1) == label - sl.start).sum()
 
     def final_model_matrix(self) -> list[list[float]]:
         """The original's matrix, all from the final model: A[i][j] = task j with m_j for j ≤ i,
@@ -320,6 +288,7 @@ class ContinualLearner:
             "layer_density": st.layer_density,
             "task_seconds": st.task_seconds,
             "images_per_s": st.images_per_s,
+            "dead_tasks": st.dead_tasks,
             "total_seconds": float(sum(st.task_seconds)),
             "data": self.data_info,
             "device": str(self.device),
@@ -341,6 +310,8 @@ class ContinualLearner:
                               "resume with the same settings or choose another --out")
         self.backbone.load_state_dict(ckpt["backbone"])
         self.state = RunState(**ckpt["state"])
+        self.state.bn_stats = [[(m.to(self.device), v.to(self.device)) for m, v in task]
+                               for task in self.state.bn_stats]
         self.eval_generator.set_state(ckpt["eval_rng"])
 
 

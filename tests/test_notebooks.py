@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -15,13 +16,20 @@ import pandas as pd
 import papermill as pm
 import pytest
 import yaml
+from nbclient import NotebookClient
+from papermill.iorw import load_notebook_node
+from papermill.parameterize import parameterize_notebook
 
-from cldst.config import GROWTHS, ExperimentConfig
+from cldst import notebook, settings
+from cldst.cli import build_parser, config_from_args, main
+from cldst.config import GROWTHS, ConfigError, ExperimentConfig, load_preset
 from cldst.plots import STUDY_FIGURES, update_frequency_effect
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "notebooks" / "experiment.ipynb"
 FIGURES = ROOT / "notebooks" / "figures.ipynb"
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
 TINY = dict(num_tasks=2, num_classes=4, num_classes_per_task=2, width=0.125, epochs=2, batch_size=64,
             update_frequency=4, device="cpu")
 
@@ -40,11 +48,122 @@ def execute(notebook: Path, out: Path, **parameters) -> nbformat.NotebookNode:
 
 def test_parameters_cell_has_every_config_field():
     params = pm.inspect_notebook(str(EXPERIMENT))
-    expected = {f.name for f in fields(ExperimentConfig)} | {"out_dir", "resume", "progress"}
+    expected = {f.name for f in fields(ExperimentConfig)} | set(notebook.NOTEBOOK_PARAMETERS)
     assert set(params) == expected
     assert all(p["inferred_type_name"] != "None" for p in params.values()), "every parameter has a type"
-    assert params["dataset"]["default"] == '"split-mnist"' and params["epochs"]["default"] == "2"
-    assert params["density"]["default"] == "None"  # the dataset's default
+    assert params["dataset"]["default"] == '"split-mnist"' and params["smoke"]["default"] == "None"
+    for name in ("density", "epochs", "width", "num_tasks", "num_classes"):  # the dataset's default
+        assert params[name]["default"] == "None", name
+
+
+def test_parameters_cell_is_written_from_the_settings():
+    """Defaults are ExperimentConfig's, comments cldst/settings.py's: `make notebooks` rewrites the cell."""
+    nb = nbformat.read(EXPERIMENT, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert cell.source == notebook.parameters_cell(), "run: .venv/bin/python tools/refresh_notebooks.py"
+    params = pm.inspect_notebook(str(EXPERIMENT))
+    for f in fields(ExperimentConfig):
+        assert params[f.name]["help"] == settings.notebook_comment(f.name), f.name
+        assert ast.literal_eval(params[f.name]["default"]) == f.default, f.name
+    for name, (_, default, help_text) in notebook.NOTEBOOK_PARAMETERS.items():
+        assert params[name]["help"] == help_text and ast.literal_eval(params[name]["default"]) == default, name
+
+
+def test_every_notebook_names_the_project_kernel():
+    for path in NOTEBOOKS:
+        kernelspec = nbformat.read(path, as_version=4).metadata.get("kernelspec")
+        assert kernelspec == notebook.KERNEL, f"{path.name}: run tools/refresh_notebooks.py --strip-only {path}"
+
+
+# ---------------------------------------------------------------------- the parameters, as papermill gives them
+def papermill_cells(parameters: dict | str | None) -> list[str]:
+    """The sources of the cells before the config cell, as papermill prepares them for these parameters
+    (a dict for -p values, a file path for -f), and nothing injected for None."""
+    nb = load_notebook_node(str(EXPERIMENT))  # as papermill's execute_notebook reads it
+    if parameters is not None:
+        nb = parameterize_notebook(nb, parameters)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    config_cell = next(i for i, source in enumerate(code) if "config_from_parameters" in source)
+    return code[:config_cell]
+
+
+def notebook_config(parameters: dict | str | None) -> ExperimentConfig:
+    """The config the notebook resolves, papermill-free: run the cells papermill would run before the
+    config cell (the imports, the parameters, the injected values) and the config cell's call."""
+    cells = papermill_cells(parameters)
+    namespace: dict = {}
+    exec("from typing import Optional", namespace)
+    for source in cells[1:]:  # the first cell only imports cldst and moves to the repository root
+        exec(source, namespace)
+    return notebook.config_from_parameters(namespace, history=cells)
+
+
+def cli_config(argv: list[str]) -> ExperimentConfig:
+    return config_from_args(build_parser().parse_args(["run", *argv]))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_a_preset_is_the_same_run_in_the_notebook_and_the_cli(preset):
+    through_notebook = notebook_config(str(preset))  # papermill -f PRESET
+    through_cli = cli_config(["-f", str(preset)])
+    assert through_notebook.to_dict() == through_cli.to_dict()
+    assert through_notebook.run_id() == through_cli.run_id()
+
+
+@pytest.mark.parametrize("values, argv", [
+    ({"dataset": "cifar100"}, ["--dataset", "cifar100"]),
+    ({"density": 0.1}, ["--density", "0.1"]),
+    ({"seed": 1, "growth": "random"}, ["--seed", "1", "--growth", "random"]),
+    ({"num_tasks": 2, "smoke": True}, ["--num_tasks", "2", "--num_classes", "6", "--width", "0.25", "--epochs", "2"]),
+    ({"smoke": False}, []),
+], ids=["dataset", "density", "two", "smoke-on", "smoke-off"])
+def test_p_values_are_the_same_run_in_the_notebook_and_the_cli(values, argv):
+    through_notebook, through_cli = notebook_config(values), cli_config(argv)
+    assert through_notebook.to_dict() == through_cli.to_dict()
+    assert through_notebook.run_id() == through_cli.run_id()
+
+
+def test_run_all_is_smoke_scale(capsys):
+    cfg = notebook_config(None)
+    assert (cfg.dataset, cfg.num_tasks, cfg.num_classes, cfg.width, cfg.epochs) == ("split-mnist", 3, 6, 0.25, 2)
+    assert capsys.readouterr().out == "smoke scale: num_tasks=3, num_classes=6, width=0.25, epochs=2 " \
+                                      "(smoke=False: the dataset's defaults)\n"
+    # papermill setting only what is not a setting (where the run goes) keeps the smoke scale
+    assert notebook_config({"out_dir": "/tmp/x", "progress": False}).to_dict() == cfg.to_dict()
+
+
+def test_a_misspelt_parameter_is_an_error():
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'densty' \(did you mean 'density'\?\): "
+                                          r"papermill --help-notebook lists the notebook's parameters$"):
+        notebook_config({"densty": 0.1})
+
+
+def test_history_outside_papermill():
+    params = "a: int = 1\nb: str = 'x'"
+    injected = "# Parameters\nb = 'y'\n"
+    assert notebook.split_history(["import os", params, injected, "print(a)"]) == (["a", "b"], ["b"])
+    # run again after the injected cell (JupyterLab): the parameters cell has reset the values
+    assert notebook.split_history([params, injected, params]) == (["a", "b"], [])
+    assert notebook.split_history(["import os"]) == (None, [])
+
+
+def test_the_kernel_resolves_a_preset_as_cldst_run_does(tmp_path, capsys):
+    """A real kernel runs papermill's prepared notebook up to the config cell: it prints the config and
+    run id of `cldst run -f PRESET --dry-run` (the first cells only: nothing is trained)."""
+    preset = ROOT / "presets" / "cifar100-5task.yaml"
+    prepared = tmp_path / "prepared.ipynb"
+    pm.execute_notebook(str(EXPERIMENT), str(prepared), parameters=load_preset(preset), prepare_only=True,
+                        progress_bar=False, log_output=False)
+    nb = nbformat.read(prepared, as_version=4)
+    config_cell = next(i for i, c in enumerate(nb.cells) if "config_from_parameters" in c.source)
+    nb.cells = nb.cells[:config_cell + 1]
+    NotebookClient(nb, timeout=600, kernel_name=notebook.KERNEL["name"],
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert main(["run", "-f", str(preset), "--dry-run"]) == 0
+    dry_run = capsys.readouterr().out
+    assert dry_run.startswith(printed) and "smoke" not in printed
+    assert f"run id               = {cli_config(['-f', str(preset)]).run_id()}\n" in printed
 
 
 def test_presets_are_notebook_parameters_and_configs():
@@ -77,6 +196,21 @@ def test_experiment_notebook_with_injected_parameters(tmp_path):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert f"run id               = {metrics['run_id']}" in text
     assert "task 2" in text and "total" in text  # the mask table
+
+
+def test_misspelt_parameter_stops_at_the_first_cell(tmp_path):
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        execute(EXPERIMENT, out, densty=0.1, out_dir=str(tmp_path / "run"))
+    assert info.value.ename == "ConfigError"
+    assert info.value.evalue == ("unknown parameter 'densty' (did you mean 'density'?): "
+                                 "papermill --help-notebook lists the notebook's parameters")
+    code = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", [])) + 1
+    assert [o.traceback for o in code[first].outputs if o.output_type == "error"] == [[
+        f"ConfigError: {info.value.evalue}"]]
+    assert all(c.execution_count is None for c in code[first + 1:])  # nothing else ran
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_parameter_stops_at_the_first_cell(tmp_path):

@@ -44,6 +44,19 @@ def test_collect_results(tmp_path):
     assert summary.loc[("split-mnist, 2 tasks", "80 %", "ERK"), "gradient"] == "90.00"
 
 
+def test_results_record_the_code(tmp_path):
+    a = write_run(tmp_path, "a", 0.2, 0, 90.0, num_tasks=2, num_classes=4)
+    version = {"cldst_version": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": True}
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    (tmp_path / "a" / "metrics.json").write_text(json.dumps({**metrics, **version}))
+    write_run(tmp_path, "old", 0.05, 0, 80.0, num_tasks=2, num_classes=4)  # written before cldst recorded it
+    table = collect_results(tmp_path)
+    assert list(table.columns[-3:]) == ["cldst_version", "git_commit", "git_dirty"]
+    row = table[table["run_id"] == a.run_id()].iloc[0]
+    assert (row["cldst_version"], row["git_commit"], row["git_dirty"]) == tuple(version.values())
+    assert table[table["run_id"] != a.run_id()][["cldst_version", "git_commit", "git_dirty"]].isna().all(axis=None)
+
+
 def test_summary_with_seeds(tmp_path):
     for seed, acc in enumerate((90.0, 92.0)):
         write_run(tmp_path, f"r{seed}", 0.2, seed, acc, num_tasks=2, num_classes=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cldst.cli import main
-from cldst.config import ConfigError
+from cldst.config import GROWTHS, INITS, ConfigError
 from cldst.results import collect_results
 from cldst.sweep import SlurmOptions, expand_grid, load_grid, run_sweep
 
@@ -27,10 +28,12 @@ def one_thread_per_kernel(monkeypatch):
     """Kernels and runs inherit this: a busy 2-core machine is not oversubscribed."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-def write_grid(folder: Path, grid: dict, fixed: dict | None = None, **extra) -> Path:
+def write_grid(folder: Path, grid: dict | None, fixed: dict | None = None, **extra) -> Path:
     path = folder / "grid.yaml"
-    path.write_text(json.dumps({"base": str(ROOT / "presets" / "split-mnist-smoke.yaml"),
-                                "set": {**TINY, **(fixed or {})}, "grid": grid, **extra}))  # JSON is YAML
+    spec = {"base": str(ROOT / "presets" / "split-mnist-smoke.yaml"), "set": {**TINY, **(fixed or {})}}
+    if grid is not None:
+        spec["grid"] = grid
+    path.write_text(json.dumps({**spec, **extra}))  # JSON is YAML
     return path
 
 
@@ -40,14 +43,75 @@ def test_expand_grid_is_the_cartesian_product():
     assert runs[0] == {"a": 1, "b": 2, "x": 1, "y": "p"} and runs[-1] == {"a": 1, "b": 2, "x": 2, "y": "r"}
 
 
-def test_shipped_grids():
+SHIPPED_GRIDS = {  # grid file → (runs, dataset, tasks, epochs per task)
+    "demo-split-mnist": (60, "split-mnist", 5, 3),
+    "paper-cifar100-5task": (72, "cifar100", 5, 100),
+    "paper-cifar100-10task": (72, "cifar100", 10, 100),
+    "paper-cifar100-20task": (72, "cifar100", 20, 100),
+    "paper-miniimagenet-10task": (72, "miniimagenet", 10, 100),
+    "paper-update-frequency": (60, "cifar100", 5, 100),
+    "ablation-clean-fixes": (64, "split-mnist", 5, 3),
+    "study-tinyimagenet-cpu": (32, "tinyimagenet", 10, 2),
+    "study-tinyimagenet-gpu": (72, "tinyimagenet", 10, 100),
+}
+FEWER_SEEDS = {"ablation-clean-fixes": {0, 1}, "study-tinyimagenet-cpu": {0, 1}}
+
+
+def test_every_shipped_grid_builds_its_runs():
+    assert {p.stem for p in (ROOT / "grids").glob("*.yaml")} == set(SHIPPED_GRIDS)
+    for name, (runs, dataset, tasks, epochs) in SHIPPED_GRIDS.items():
+        grid = load_grid(ROOT / "grids" / f"{name}.yaml")
+        assert len(grid.configs) == runs and len({c.run_id() for c in grid.configs}) == runs, name
+        assert {(c.dataset, c.num_tasks, c.epochs) for c in grid.configs} == {(dataset, tasks, epochs)}, name
+        assert {c.num_tasks * c.num_classes_per_task for c in grid.configs} == {c.num_classes for c in grid.configs}
+        assert {c.seed for c in grid.configs} == FEWER_SEEDS.get(name, {0, 1, 2}), name
+        if name.startswith("paper-") and name != "paper-update-frequency":
+            assert grid.root == Path("sweeps") / name
+            assert {(c.sparse_init, c.growth, c.density) for c in grid.configs} == \
+                {(i, g, d) for i in INITS for g in GROWTHS for d in (0.2, 0.1, 0.05)}
+
+
+def test_demo_grid_is_a_main_study_and_an_update_frequency_slice():
     demo = load_grid(ROOT / "grids" / "demo-split-mnist.yaml")
-    assert len(demo.configs) == 32 and demo.root == Path("sweeps/demo-split-mnist")
-    assert {c.density for c in demo.configs} == {0.2, 0.05}
-    assert {(c.dataset, c.num_tasks, c.width, c.epochs) for c in demo.configs} == {("split-mnist", 5, 0.25, 3)}
-    paper = load_grid(ROOT / "grids" / "paper-cifar100.yaml")
-    assert len(paper.configs) == 72 and len({c.run_id() for c in paper.configs}) == 72
-    assert {(c.dataset, c.num_tasks, c.epochs) for c in paper.configs} == {("cifar100", 5, 100)}
+    assert demo.root == Path("sweeps/demo-split-mnist")
+    assert {(c.width, c.batch_size) for c in demo.configs} == {(0.25, 16)}
+    main = [c for c in demo.configs if c.update_frequency == 10]
+    assert len(main) == 48
+    assert {(c.sparse_init, c.growth, c.density) for c in main} == \
+        {(i, g, d) for i in INITS for g in GROWTHS for d in (0.2, 0.05)}
+    other = [c for c in demo.configs if c.update_frequency != 10]
+    assert len(other) == 12 and {c.update_frequency for c in other} == {4, 40}
+    assert {(c.sparse_init, c.growth, c.density) for c in other} == {("ERK", g, 0.2) for g in ("random", "gradient")}
+
+
+def test_update_frequency_grid_shares_its_runs_at_100_steps_with_the_5task_grid():
+    five = load_grid(ROOT / "grids" / "paper-cifar100-5task.yaml")
+    freq = load_grid(ROOT / "grids" / "paper-update-frequency.yaml")
+    assert freq.root == five.root
+    assert {c.update_frequency for c in freq.configs} == {50, 100, 200, 400, 800}
+    assert {(c.sparse_init, c.density) for c in freq.configs} == {("ERK", 0.1)}
+    shared = {c.run_id() for c in freq.configs} & {c.run_id() for c in five.configs}
+    assert shared == {c.run_id() for c in freq.configs if c.update_frequency == 100} and len(shared) == 12
+
+
+def test_grids_list_holds_several_products(tmp_path):
+    path = write_grid(tmp_path, None, {"density": 0.2}, grids=[
+        {"grid": {"growth": ["random", "gradient"], "density": [0.2, 0.05]}},
+        {"set": {"growth": "random"}, "grid": {"update_frequency": [4, 8], "seed": [0, 1]}},
+        {"set": {"seed": 3}},  # one run: base + shared set + the block's set
+    ])
+    grid = load_grid(path)
+    settings = [(c.growth, c.density, c.update_frequency, c.seed) for c in grid.configs]
+    # block 2's update_frequency 4, seed 0 is block 1's (random, 0.2) run: kept once
+    assert settings == [("random", 0.2, 4, 0), ("random", 0.05, 4, 0), ("gradient", 0.2, 4, 0),
+                        ("gradient", 0.05, 4, 0), ("random", 0.2, 4, 1), ("random", 0.2, 8, 0),
+                        ("random", 0.2, 8, 1), ("gradient", 0.2, 4, 3)]
+    assert {(c.num_tasks, c.width) for c in grid.configs} == {(2, 0.125)}  # the shared set applies to each
+
+
+def test_blocks_override_the_shared_set(tmp_path):
+    path = write_grid(tmp_path, None, {"epochs": 1}, grids=[{"set": {"epochs": 2}}, {"grid": {"seed": [5]}}])
+    assert [(c.epochs, c.seed) for c in load_grid(path).configs] == [(2, 0), (1, 5)]
 
 
 def test_grid_paths_and_root(tmp_path):
@@ -66,13 +130,23 @@ def test_grid_paths_and_root(tmp_path):
     ({"grid": {"density": [0.2, 1.5]}}, "run 2 of 2 (density=1.5): density=1.5 is not allowed"),
     ({"grid": {"dens": [0.2]}}, "run 1 of 1 (dens=0.2): unknown setting 'dens'"),
     ({"grid": {"density": 0.2}}, "grid.density must be a non-empty list"),
-    ({"grids": {"density": [0.2]}}, "unknown key 'grids'"),
+    ({"grld": {"density": [0.2]}}, "unknown key 'grld'"),
+    ({"grids": {"density": [0.2]}}, "'grids' must be a non-empty list of blocks"),
+    ({"grids": []}, "'grids' must be a non-empty list of blocks"),
+    ({"grid": {"seed": [0]}, "grids": [{"grid": {"seed": [1]}}]}, "use either 'grid' (one product) or 'grids'"),
+    ({"grids": [{"grid": {"seed": [0]}}, "seed"]}, "grids[2] must be a mapping with 'set' and/or 'grid'"),
+    ({"grids": [{}]}, "grids[1] must be a mapping with 'set' and/or 'grid'"),
+    ({"grids": [{"grid": {"seed": [0]}, "root": "x"}]}, "grids[1]: unknown key 'root': a block has set, grid"),
+    ({"grids": [{"grid": {"seed": [0]}}, {"grid": {"seed": 1}}]}, "grids[2].grid.seed must be a non-empty list"),
+    ({"grids": [{"set": [1, 2]}]}, "grids[1].set must be a mapping of setting: value"),
+    ({"grids": [{"grid": {"seed": [0]}}, {"set": {"density": 0.2}, "grid": {"growth": ["random", "grow"]}}]},
+     "run 3 of 3 (grids[2]: density=0.2, growth='grow'): growth='grow' is not allowed"),
     ({"base": "missing.yaml"}, "does not exist"),
 ])
 def test_a_bad_grid_fails_with_one_line_before_anything_runs(tmp_path, capsys, grid, message):
     path = tmp_path / "bad.yaml"
     path.write_text(json.dumps(grid))
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
         load_grid(path)
     assert "\n" not in str(info.value)
     assert main(["sweep", str(path), "--root", str(tmp_path / "out")]) == 2

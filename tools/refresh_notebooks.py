@@ -3,12 +3,16 @@
 nbval (``make test``) compares the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` with the
 outputs committed in the notebook, so after a change to those outputs run, from the repository root:
 
-    .venv/bin/python tools/refresh_notebooks.py                 # execute + strip both notebooks
-    .venv/bin/python tools/refresh_notebooks.py --strip-only NB  # strip only
+    .venv/bin/python tools/refresh_notebooks.py                 # execute + strip every notebook
+    .venv/bin/python tools/refresh_notebooks.py NB              # execute + strip one
+    .venv/bin/python tools/refresh_notebooks.py --strip-only NB  # kernelspec, parameters cell, strip; no run
 
 Executed with their default parameters (kernel in notebooks/, like JupyterLab and nbval), runs going
-to a temporary folder. Stripped: execution timestamps, papermill metadata, widget state and the
-progress-bar widgets (random ids), and carriage-return redraws in text streams (keeping the final line).
+to a temporary folder, whose path is written as ``runs`` in the outputs (what a default run prints).
+Stripped: execution timestamps, papermill metadata, widget state and the progress-bar widgets
+(random ids), and carriage-return redraws in text streams (keeping the final line). Every notebook
+gets the project's kernelspec (cldst.notebook.KERNEL), and experiment.ipynb's parameters cell is
+rewritten from cldst/settings.py (cldst.notebook.parameters_cell) before it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import nbformat
 
+from cldst.notebook import KERNEL, parameters_cell
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [ROOT / "notebooks" / name for name in ("experiment.ipynb", "figures.ipynb", "protocols.ipynb")]
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -32,8 +38,22 @@ def execute(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as runs:
         os.environ["CLDST_RUNS_ROOT"] = runs
-        NotebookClient(nb, timeout=1800, kernel_name="python3",
+        NotebookClient(nb, timeout=1800, kernel_name=KERNEL["name"],
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                out.text = out.text.replace(runs, "runs")
+    nbformat.write(nb, path)
+
+
+def sync(path: Path) -> None:
+    """The project's kernelspec; experiment.ipynb's parameters cell as cldst/settings.py describes it."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["kernelspec"] = dict(KERNEL)
+    if path.name == "experiment.ipynb":
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        cell.source = parameters_cell()
     nbformat.write(nb, path)
 
 
@@ -72,6 +92,7 @@ def main() -> None:
     parser.add_argument("--strip-only", action="store_true", help="do not execute, only strip")
     args = parser.parse_args()
     for path in args.notebooks:
+        sync(path)
         if not args.strip_only:
             print(f"executing {path}")
             execute(path)

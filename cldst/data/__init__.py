@@ -26,6 +26,14 @@ def _load_source(cfg, progress: bool) -> ImageSplit:
             strict = dict(expected_classes=cfg.num_classes, images_per_class=None)
         return load_miniimagenet(Path(cfg.data_dir), cfg.image_size, cfg.data_seed,
                                  progress=progress, **strict)
+    if cfg.dataset == "tinyimagenet":
+        from .tinyimagenet import load_tinyimagenet
+        # All 200 classes are checked; a smaller tree is accepted when the run uses fewer classes.
+        return load_tinyimagenet(Path(cfg.data_dir), cfg.image_size, num_classes=cfg.num_classes,
+                                 progress=progress)
+    if cfg.dataset == "cifar10":
+        from .cifar10 import load_cifar10
+        return load_cifar10(Path(cfg.data_dir), progress=progress)
     raise DataError(f"unknown dataset {cfg.dataset!r}")
 
 

@@ -97,6 +97,7 @@ class Source:
     given_test: list[bool] | None  # split layout: whether each file is in val/ or test/
     test_part: str | None  # "val" or "test" for the split layout
     fingerprint: list[tuple]  # cheap per-file identity: (name, size, mtime or CRC)
+    name: str = "miniImageNet"  # the dataset, in progress bars (other loaders reuse this class)
 
     def describe(self) -> str:
         return f"{self.layout} layout at {self.path}"
@@ -122,9 +123,16 @@ def _holds_classes(folder: Path) -> bool:
     return any(WNID.fullmatch(d.name) for d in _subdirs(folder))
 
 
+def _is_tiny_imagenet(folder: Path) -> bool:
+    """Tiny ImageNet's tree (tinyimagenet.py) also has train/<wnid>/: it is not a miniImageNet."""
+    name = folder.name.lower().replace("-", "").replace("_", "")
+    return name.startswith("tinyimagenet") or (folder / "val" / "val_annotations.txt").is_file()
+
+
 def _is_plain(folder: Path) -> bool:
-    """A folder that may hold a source: not a class folder, a split part or the cache."""
-    return not (WNID.fullmatch(folder.name) or folder.name.lower() in PARTS or folder.name == CACHE_DIR)
+    """A folder that may hold a source: not a class folder, a split part, a cache or Tiny ImageNet."""
+    return not (WNID.fullmatch(folder.name) or folder.name.lower() in PARTS
+                or folder.name == CACHE_DIR or _is_tiny_imagenet(folder))
 
 
 def _candidate_folders(data_dir: Path) -> list[Path]:
@@ -345,7 +353,7 @@ def decode_all(source: Source, size: int, workers: int | None = None,
     chunks = [source.files[i:i + step] for i in range(0, n, step)]
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     out, errors, start = images.numpy(), [], 0
-    with tqdm(total=n, desc="miniImageNet: decoding", unit="img", disable=not progress) as bar:
+    with tqdm(total=n, desc=f"{source.name}: decoding", unit="img", disable=not progress) as bar:
         for arr, errs in _map_chunks(source, chunks, size, workers):
             out[start:start + len(arr)] = arr
             start += len(arr)
@@ -410,9 +418,29 @@ def choose_test(labels: torch.Tensor, seed: int) -> torch.Tensor:
     return test
 
 
-def _say(message: str, progress: bool) -> None:
+def _say(message: str, progress: bool, prefix: str = "miniimagenet") -> None:
     if progress:
-        print(f"miniimagenet: {message}", file=sys.stderr)
+        print(f"{prefix}: {message}", file=sys.stderr)
+
+
+def cached_images(source: Source, image_size: int, cache_dir: Path, prefix: str,
+                  workers: int | None = None, progress: bool = True) -> tuple[dict, Path]:
+    """The decoded images of ``source``: from ``cache_dir/<prefix>-<size>px-<key>.pt`` when its key
+    matches, else decoded (in ``workers`` processes) and written there. Returns (cache, its path)."""
+    key = cache_key(source, image_size)
+    cache_path = cache_dir / f"{prefix}-{image_size}px-{key}.pt"
+    cache = _read_cache(cache_path, key)
+    if cache is None:
+        _say(f"found {source.describe()} ({len(source.wnids)} classes, {len(source.files)} "
+             f"images); preparing {cache_path}", progress, prefix)
+        cache = _prepare(source, image_size, key, workers, progress)
+        try:
+            _write_cache(cache_path, cache)
+        except (OSError, RuntimeError) as e:
+            _say(f"cannot write the cache {cache_path} ({e}); continuing without it", True, prefix)
+    else:
+        _say(f"found {source.describe()}; loaded {cache_path}", progress, prefix)
+    return cache, cache_path
 
 
 def load_miniimagenet(data_dir: str | Path, image_size: int = 32, seed: int = 0, *,
@@ -428,19 +456,8 @@ def load_miniimagenet(data_dir: str | Path, image_size: int = 32, seed: int = 0,
     data_dir = Path(data_dir)
     source = find_source(data_dir)
     _check_counts(source, expected_classes, images_per_class)
-    key = cache_key(source, image_size)
-    cache_path = data_dir / CACHE_DIR / f"miniimagenet-{image_size}px-{key}.pt"
-    cache = _read_cache(cache_path, key)
-    if cache is None:
-        _say(f"found {source.describe()} ({len(source.wnids)} classes, {len(source.files)} "
-             f"images); preparing {cache_path}", progress)
-        cache = _prepare(source, image_size, key, workers, progress)
-        try:
-            _write_cache(cache_path, cache)
-        except (OSError, RuntimeError) as e:
-            _say(f"cannot write the cache {cache_path} ({e}); continuing without it", True)
-    else:
-        _say(f"found {source.describe()}; loaded {cache_path}", progress)
+    cache, cache_path = cached_images(source, image_size, data_dir / CACHE_DIR, "miniimagenet",
+                                      workers, progress)
 
     labels, images = cache["labels"], cache["images"]
     test = cache["given_test"] if cache["given_test"] is not None else choose_test(labels, seed)

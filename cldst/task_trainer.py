@@ -1,0 +1,95 @@
+"""One task's training step, shared by the task loop and ``cldst bench``: batches, optimizer,
+learning-rate milestones, isolation of frozen weights, DST topology updates and the dead-start check.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import ExperimentConfig
+from .data.transforms import BatchTransform
+from .dst import DynamicSparsity
+from .masks import Backbone, TaskIsolation
+
+
+def lr_milestones(epochs: int) -> list[int]:
+    """Epochs after which the learning rate is ×0.1: E/2 and 3E/4, as the original.
+
+    A milestone of 0 is dropped: MultiStepLR would apply it before the first step (with E = 1
+    the original trains at lr/100 throughout).
+    """
+    return [m for m in (int(epochs / 2), int(epochs * 3 / 4)) if m > 0]
+
+
+def epoch_batches(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, batch_size: int,
+                  transform: BatchTransform, generator: torch.Generator):
+    """One epoch of cldst's data path: batches by index from a seeded permutation of ``idx``, crop,
+    flip and normalise batched on the device. Yields (x, y) for full batches only (BatchNorm with
+    batch statistics is ill-defined on a batch of one), or one batch if ``idx`` holds fewer."""
+    n = idx.numel()
+    perm = idx[torch.randperm(n, generator=generator).to(idx.device)]
+    for b in range(max(1, n // batch_size)):
+        batch = perm[b * batch_size:(b + 1) * batch_size]
+        yield transform.train(images[batch], generator), labels[batch]
+
+
+def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+class TaskTrainer:
+    """One task's training step: optimizer, isolation of frozen weights and DST topology updates.
+
+    Shared by the task loop and ``cldst bench``, so the benchmark times exactly this code.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module, forward, backbone: Backbone,
+                 mask: list[torch.Tensor], class_slice: slice, total_steps: int,
+                 generator: torch.Generator, autocast):
+        self.forward = forward
+        self.class_slice = class_slice
+        self.autocast = autocast
+        self.params = backbone.params
+        self.isolation = TaskIsolation(backbone, mask, class_slice, grown_frozen_zero=cfg.grown_frozen_zero)
+        self.optimizer = make_optimizer(cfg, model.parameters())
+        head_rows = None if cfg.shared_head_rows else class_slice
+        self.topology = DynamicSparsity(
+            backbone.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
+            total_steps=total_steps, update_frequency=cfg.update_frequency, generator=generator,
+            fixed=backbone.fixed_positions(head_rows, frozen=not cfg.dst_moves_frozen),
+            random_ties=not cfg.index_tie_break,
+            bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup)
+        self.steps = 0
+        self.dead_start: bool | None = None  # decided at the first step
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """One optimizer step on (x, y) with y in 0..C-1. Returns (loss, all logits, topology update)."""
+        with self.autocast():
+            all_logits = self.forward(x).float()
+        loss = F.cross_entropy(all_logits[:, self.class_slice], y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.isolation.zero_frozen_grads()
+        if self.steps == 0:
+            self.dead_start = is_dead(all_logits[:, self.class_slice], self.params)
+        self.optimizer.step()
+        self.isolation.after_step()
+        self.steps += 1
+        update = None
+        if self.topology.due(self.steps):
+            update = self.topology.update(self.steps, self.optimizer)
+            self.isolation.refresh()
+        return loss.detach(), all_logits.detach(), update
+
+
+@torch.no_grad()
+def is_dead(task_logits: torch.Tensor, params) -> bool:
+    """A network that cannot learn: its output does not depend on the input (every row of a batch's
+    logits identical), or no masked weight gets a gradient. Zero-started free weights at narrow
+    width or high sparsity give exactly this, and then the task never trains."""
+    constant = task_logits.shape[0] > 1 and bool((task_logits - task_logits[:1]).abs().max() == 0)
+    no_gradient = not any(p.grad is not None and bool(p.grad.any()) for p in params)
+    return constant or no_gradient
