@@ -137,7 +137,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import SlurmOptions, load_grid, run_sweep
+    from .grids import load_grid
+    from .sweep import SlurmOptions, run_sweep
 
     grid = load_grid(args.grid, root=args.root)
     if args.dry_run:
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a grid of experiments (skips finished runs, resumes the others)",
                            description=SWEEP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sweep.add_argument("grid", help="grid YAML file (see cldst/sweep.py and grids/)")
+    sweep.add_argument("grid", help="grid YAML file (see cldst/grids.py and grids/)")
     sweep.add_argument("--dry-run", action="store_true",
                        help="list the runs, how many are finished, and an estimate of the time the rest take")
     sweep.add_argument("--executor", choices=["local", "slurm"], default="local",

@@ -1,8 +1,9 @@
-"""Seaborn figures: one run's metrics (experiment.ipynb) and the study's figures from the results
-table (figures.ipynb). Nothing here trains; every function returns a matplotlib Figure.
+"""Seaborn figures of one run: its metrics (experiment.ipynb), one run picked from the results table
+(figure 5 of figures.ipynb), and the runs of several protocols side by side (protocols.ipynb); the
+style and the saving that every figure shares. The study's figures over the whole results table
+are in cldst/study_plots.py. Nothing here trains; every function returns a matplotlib Figure.
 
-Accuracies are in percent, sparsity = 1 − density is shown in percent. Where several runs share
-a plotted point (seeds), the point is their mean and the band or label their standard deviation.
+Accuracies are in percent.
 
 Importing this module changes no global matplotlib setting: each figure function draws inside
 ``mpl.rc_context(theme())`` (seaborn's whitegrid style, notebook context and deep palette).
@@ -21,10 +22,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.lines import Line2D
 
 from .config import GROWTHS, INITS, ConfigError
-from .results import at_main_update_frequency, json_column
+from .results import json_column
 
 
 # ---------------------------------------------------------------------- style
@@ -116,157 +116,8 @@ def layer_density(densities: dict[str, Sequence[float]], task: int = -1) -> plt.
     return fig
 
 
-# ---------------------------------------------------------------------- the study
-def _prepare(table: pd.DataFrame) -> pd.DataFrame:
-    return table.assign(sparsity_pct=(100 * table["sparsity"]).round(2))
-
-
-def _orders(table: pd.DataFrame) -> dict[str, list]:
-    return {"sparse_init": [i for i in INITS if i in set(table["sparse_init"])],
-            "growth": [g for g in GROWTHS if g in set(table["growth"])]}
-
-
-def _legend_titles(g: sns.FacetGrid) -> None:
-    """Legend entries say "sparse init", not the column name "sparse_init"."""
-    for text in [g.legend.get_title(), *g.legend.get_texts()]:
-        if text.get_text() == "sparse_init":
-            text.set_text("sparse init")
-
-
-def _spread_note(table: pd.DataFrame, keys: list[str]) -> str:
-    counts = table.groupby(keys).size()
-    if counts.max() == 1:
-        return "one run per point"
-    return f"mean ± std over {counts.min()}–{counts.max()} seeds" if counts.min() != counts.max() \
-        else f"mean ± std over {counts.max()} seeds"
-
-
-def _one_frequency(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    d, main = at_main_update_frequency(table)
-    return d, "" if main is None else f", update frequency {main} steps"
-
-
-@styled
-def acc_vs_sparsity(table: pd.DataFrame) -> plt.Figure:
-    """Figure 1: final ACC against sparsity, one line per init; a panel per growth rule and benchmark."""
-    d, freq_note = _one_frequency(_prepare(table))
-    order = _orders(d)
-    g = sns.relplot(d, x="sparsity_pct", y="acc", hue="sparse_init", hue_order=order["sparse_init"],
-                    col="growth", col_order=order["growth"], row="benchmark", kind="line", marker="o",
-                    errorbar="sd", height=3, aspect=1.0, facet_kws={"margin_titles": True})
-    g.set_axis_labels("sparsity (%)", "final ACC (%)")
-    g.set_titles(col_template="growth: {col_name}", row_template="{row_name}")
-    _legend_titles(g)
-    note = _spread_note(d, ["benchmark", "sparse_init", "growth", "sparsity"])
-    g.figure.suptitle(f"Final average accuracy vs sparsity ({note}{freq_note})", y=1.03)
-    return g.figure
-
-
-@styled
-def init_growth_heatmaps(table: pd.DataFrame) -> plt.Figure:
-    """Figure 2: ACC (%) by sparse init × growth rule, one heatmap per sparsity level (and benchmark)."""
-    d, freq_note = _one_frequency(_prepare(table))
-    order = _orders(d)
-    benchmarks, levels = sorted(d["benchmark"].unique()), sorted(d["sparsity_pct"].unique())
-    stats = d.groupby(["benchmark", "sparsity_pct", "sparse_init", "growth"])["acc"].agg(["mean", "std", "size"])
-    vmin, vmax = stats["mean"].min(), stats["mean"].max()
-    fig, axes = plt.subplots(len(benchmarks), len(levels), squeeze=False, layout="constrained",
-                             figsize=(1.5 + 1.3 * len(order["growth"]) * len(levels), 1.0 + 2.0 * len(benchmarks)))
-    for r, bench in enumerate(benchmarks):
-        for c, level in enumerate(levels):
-            ax = axes[r][c]
-            try:
-                s = stats.loc[(bench, level)]
-            except KeyError:
-                ax.set_axis_off()
-                continue
-            mean = s["mean"].unstack("growth").reindex(index=order["sparse_init"], columns=order["growth"])
-            std = s["std"].unstack("growth").reindex_like(mean)
-            size = s["size"].unstack("growth").reindex_like(mean)
-            labels = mean.map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
-            spread = (size > 1) & std.notna()
-            labels = labels.where(~spread, labels + "\n± " + std.map(lambda v: f"{v:.1f}"))
-            sns.heatmap(mean, annot=labels, fmt="", vmin=vmin, vmax=vmax, cmap="viridis", ax=ax,
-                        cbar=c == len(levels) - 1, cbar_kws={"label": "final ACC (%)"},
-                        annot_kws={"size": 9})
-            ax.set(title=f"{bench}, sparsity {level:g} %", xlabel="growth", ylabel="sparse init" if c == 0 else "")
-            ax.tick_params(axis="x", rotation=0)
-            ax.tick_params(axis="y", rotation=0)
-    note = _spread_note(d, ["benchmark", "sparse_init", "growth", "sparsity"])
-    fig.suptitle(f"Final ACC (%) by sparse init and growth ({note}{freq_note})")
-    return fig
-
-
+# ---------------------------------------------------------------------- one run of the results table
 CELL_KEYS = ("benchmark", "sparse_init", "growth", "sparsity", "update_frequency")  # a cell: all but the seed
-
-
-@styled
-def update_frequency_effect(table: pd.DataFrame) -> plt.Figure:
-    """Figure 3: final ACC against the update frequency, one line per growth rule (style: init).
-
-    Only the settings that were run at several update frequencies are drawn (a study's main grid at
-    one frequency adds single points, not lines); a table with one frequency says so in the title.
-    """
-    d = _prepare(table)
-    swept = d.groupby(["benchmark", "sparse_init", "growth", "sparsity"])["update_frequency"].transform("nunique") > 1
-    if swept.any():
-        d = d[swept]
-    order = _orders(d)
-    freqs = sorted(d["update_frequency"].unique())
-    g = sns.relplot(d, x="update_frequency", y="acc", hue="growth", hue_order=order["growth"],
-                    style="sparse_init", style_order=order["sparse_init"], col="sparsity_pct",
-                    row="benchmark", kind="line", markers=True, errorbar="sd", height=3,
-                    aspect=1.1 if d["sparsity_pct"].nunique() > 1 else 1.8, facet_kws={"margin_titles": True})
-    g.set_axis_labels("update frequency (steps)", "final ACC (%)")
-    g.set_titles(col_template="sparsity {col_name:g} %", row_template="{row_name}")
-    _legend_titles(g)
-    if len(freqs) > 1 and freqs[-1] / freqs[0] >= 10:
-        g.set(xscale="log")
-        for ax in g.axes.flat:
-            ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
-    g.set(xticks=freqs, xticklabels=[f"{f:g}" for f in freqs])
-    if len(freqs) == 1:
-        title = (f"Effect of the update frequency: this table has one update frequency only "
-                 f"({int(freqs[0])} steps);\nsweep update_frequency to see its effect")
-    else:
-        note = _spread_note(d, ["benchmark", "sparse_init", "growth", "sparsity", "update_frequency"])
-        title = f"Final ACC vs update frequency: optimizer steps between topology updates\n({note}"
-        title += "; only the settings run at several update frequencies)" if not swept.all() else ")"
-    g.figure.suptitle(title, y=1.03 + 0.05 * title.count("\n"))
-    return g.figure
-
-
-@styled
-def capacity_vs_task(table: pd.DataFrame) -> plt.Figure:
-    """Figure 4: capacity used (% of weights owned by some task) after each task; a panel per
-    sparsity (row) and growth rule (column), one line per sparse init."""
-    d, freq_note = _one_frequency(_prepare(table))
-    order = _orders(d)
-    benchmarks = sorted(d["benchmark"].unique())
-    rows = [dict(panel=_panel_row(b, s, len(benchmarks)), sparse_init=i, growth=g, task=t + 1, capacity=100 * c)
-            for b, s, i, g, caps in zip(d["benchmark"], d["sparsity_pct"], d["sparse_init"], d["growth"],
-                                        json_column(d, "capacity"))
-            for t, c in enumerate(caps)]
-    panels = [_panel_row(b, s, len(benchmarks))
-              for b in benchmarks for s in sorted(d.loc[d["benchmark"] == b, "sparsity_pct"].unique())]
-    g = sns.relplot(pd.DataFrame(rows), x="task", y="capacity", hue="sparse_init", hue_order=order["sparse_init"],
-                    style="sparse_init", style_order=order["sparse_init"], markers=True,  # told apart if they overlap
-                    col="growth", col_order=order["growth"], row="panel", row_order=panels, kind="line",
-                    errorbar="sd", height=2.6, aspect=1.1,
-                    facet_kws={"margin_titles": True, "sharey": "row"})
-    g.set_axis_labels("after training task", "capacity used (%)")
-    g.set_titles(col_template="growth: {col_name}", row_template="{row_name}")
-    _legend_titles(g)
-    for ax in g.axes.flat:
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    note = _spread_note(d, ["benchmark", "sparse_init", "growth", "sparsity"])
-    g.figure.suptitle(f"Capacity used after each task: % of the backbone's weights owned by some task\n"
-                      f"({note}{freq_note})", y=1.08)
-    return g.figure
-
-
-def _panel_row(benchmark: str, sparsity_pct: float, n_benchmarks: int) -> str:
-    return f"sparsity {sparsity_pct:g} %" if n_benchmarks == 1 else f"{benchmark}\nsparsity {sparsity_pct:g} %"
 
 
 DEFAULT_CELL = {"sparse_init": "ERK", "growth": "momentum", "sparsity": 0.8}  # the presets' method, 80 %
@@ -352,125 +203,6 @@ def run_accuracy_matrix(table: pd.DataFrame, which: str = "median",
     fig = accuracy_matrix(json_column(run.to_frame().T, "acc_matrix")[0], title=run_title(run))
     fig.axes[0].title.set_fontsize(10)  # three lines of settings over a small matrix
     return fig
-
-
-# ---------------------------------------------------------------------- was every task learned?
-def chance_level(run: Mapping[str, Any]) -> float | None:
-    """Accuracy (%) of a uniform guess on one task: 1 / its classes (1 / all classes when the
-    argmax is over all classes); None if the table does not have the class counts."""
-    all_classes = bool(run.get("eval_all_classes")) if pd.notna(run.get("eval_all_classes", np.nan)) else False
-    classes = run.get("num_classes" if all_classes else "num_classes_per_task")
-    if classes is None or pd.isna(classes) or classes <= 0:
-        return None
-    return 100.0 / float(classes)
-
-
-def diagonal_accuracy(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per run and task j: ``task_acc`` = A[j][j], the accuracy (%) on task j right after
-    training it, with the run's settings and ``chance`` (see chance_level)."""
-    keep = [c for c in ("run_id", *CELL_KEYS, "seed") if c in table.columns]
-    rows = []
-    for (_, run), matrix in zip(table.iterrows(), json_column(table, "acc_matrix")):
-        for j, row in enumerate(matrix):
-            if j < len(row) and row[j] is not None:
-                rows.append({**{k: run[k] for k in keep}, "task": j + 1, "task_acc": float(row[j]),
-                             "chance": chance_level(run)})
-    return pd.DataFrame(rows)
-
-
-def every_task_learned(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: ``min_task_acc`` = min_j A[j][j], the accuracy of its worst-learned task right
-    after training it, ``worst_task`` (that j, from 1), and ``chance``; sorted from the lowest."""
-    diag = diagonal_accuracy(table)
-    worst = diag.loc[diag.groupby("run_id", sort=False)["task_acc"].idxmin()]
-    out = worst.rename(columns={"task_acc": "min_task_acc", "task": "worst_task"})
-    return out.sort_values(["min_task_acc", "run_id"], ignore_index=True)
-
-
-def tasks_learned_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """The lowest A[j][j] (%) of any task of any run, per benchmark, sparsity (update frequency where
-    it varies) and init (rows) and growth rule (columns), with the task: "61.5 (task 4)"."""
-    worst = every_task_learned(table)
-    keys = ["benchmark", "sparsity", "sparse_init"]
-    if worst["update_frequency"].nunique() > 1:
-        keys.insert(2, "update_frequency")
-    low = worst.loc[worst.groupby([*keys, "growth"])["min_task_acc"].idxmin()]
-    cells = pd.Series([f"{v:.1f} (task {t})" for v, t in zip(low["min_task_acc"], low["worst_task"])],
-                      index=pd.MultiIndex.from_frame(low[[*keys, "growth"]]))
-    out = cells.unstack("growth")
-    out = out.reindex(columns=_sorted_values("growth", out.columns))
-    out = out.reindex(sorted(out.index, key=lambda r: (*r[:-1], INITS.index(r[-1]) if r[-1] in INITS else 9)))
-    out.index = pd.MultiIndex.from_tuples(
-        [tuple(f"{100 * v:g} %" if k == "sparsity" else v for k, v in zip(keys, row)) for row in out.index],
-        names=[k.replace("_", " ") for k in keys])
-    return out.fillna("")
-
-
-@styled
-def tasks_learned(table: pd.DataFrame) -> plt.Figure:
-    """Figure 6: was every task learned? A[j][j] of every task of every run (small dots; a column of
-    dots per seed), each run's lowest one marked, by growth rule and init; chance as a dashed line.
-    A panel per sparsity (and benchmark)."""
-    d, freq_note = _one_frequency(table)
-    diag = diagonal_accuracy(d).assign(sparsity_pct=lambda x: (100 * x["sparsity"]).round(2))
-    worst = every_task_learned(d).assign(sparsity_pct=lambda x: (100 * x["sparsity"]).round(2))
-    order = _orders(d)
-    inits, growths = order["sparse_init"], order["growth"]
-    seeds = sorted(diag["seed"].unique())
-    benchmarks, levels = sorted(diag["benchmark"].unique()), sorted(diag["sparsity_pct"].unique())
-    colours = dict(zip(inits, sns.color_palette("deep", len(inits))))
-    group = 0.8 / len(inits)  # width of one init's group of seeds
-
-    def x_of(growth: str, init: str, seed) -> float:
-        spread = 0.6 * group / max(len(seeds) - 1, 1)
-        return (growths.index(growth) + (inits.index(init) - (len(inits) - 1) / 2) * group
-                + (seeds.index(seed) - (len(seeds) - 1) / 2) * spread)
-
-    fig, axes = plt.subplots(len(benchmarks), len(levels), squeeze=False, layout="constrained", sharey=True,
-                             figsize=(0.8 + 1.3 * len(growths) * len(levels), 0.9 + 2.8 * len(benchmarks)))
-    chance_lines = False
-    for r, bench in enumerate(benchmarks):
-        for c, level in enumerate(levels):
-            ax = axes[r][c]
-            cell = diag[(diag["benchmark"] == bench) & (diag["sparsity_pct"] == level)]
-            low = worst[(worst["benchmark"] == bench) & (worst["sparsity_pct"] == level)]
-            if cell.empty:
-                ax.set_axis_off()
-                continue
-            for init in inits:
-                these, lows = cell[cell["sparse_init"] == init], low[low["sparse_init"] == init]
-                ax.scatter([x_of(g, init, s) for g, s in zip(these["growth"], these["seed"])], these["task_acc"],
-                           s=12, color=colours[init], alpha=0.45, linewidths=0)
-                ax.scatter([x_of(g, init, s) for g, s in zip(lows["growth"], lows["seed"])], lows["min_task_acc"],
-                           s=42, color=colours[init], edgecolors="black", linewidths=0.8, zorder=3)
-            chance = cell["chance"].dropna()
-            if not chance.empty:
-                ax.axhline(chance.iloc[0], color="0.35", linestyle="--", linewidth=1.2, zorder=1)
-                chance_lines = True
-            ax.set_xticks(range(len(growths)), growths)
-            ax.set_xlim(-0.5, len(growths) - 0.5)
-            ax.set(title=f"{bench}, sparsity {level:g} %" if len(benchmarks) > 1 else f"sparsity {level:g} %",
-                   xlabel="growth", ylabel="A[j][j]: accuracy on task j\nright after training it (%)" if c == 0 else "")
-    floor = min(diag["task_acc"].min(), diag["chance"].min() if diag["chance"].notna().any() else np.inf)
-    axes[0][0].set_ylim(max(0.0, math.floor(floor / 10) * 10 - 5), 101)
-    handles = [Line2D([], [], marker="o", linestyle="", color=colours[i], label=i) for i in inits]
-    handles += [Line2D([], [], marker="o", linestyle="", color="0.5", alpha=0.45, markersize=4, label="a task"),
-                Line2D([], [], marker="o", linestyle="", color="0.5", markeredgecolor="black", label="a run's lowest task")]
-    if chance_lines:
-        handles.append(Line2D([], [], color="0.35", linestyle="--", label="chance"))
-    fig.legend(handles=handles, title="sparse init", loc="outside right center", frameon=False)
-    fig.suptitle(f"Was every task learned? Accuracy on each task right after training it, "
-                 f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} per group{freq_note}")
-    return fig
-
-
-STUDY_FIGURES = {
-    "fig1-acc-vs-sparsity": acc_vs_sparsity,
-    "fig2-init-growth-heatmaps": init_growth_heatmaps,
-    "fig3-update-frequency": update_frequency_effect,
-    "fig4-capacity-vs-task": capacity_vs_task,
-    "fig6-tasks-learned": tasks_learned,
-}
 
 
 # ---------------------------------------------------------------------- protocols

@@ -3,6 +3,7 @@
 Columns: ``run_id``, ``run_dir`` (relative to the folder), ``benchmark`` ("split-mnist, 5 tasks"),
 every ExperimentConfig field, ``sparsity`` = 1 − density, the metrics ``acc``, ``bwt``,
 ``forgetting`` (%), ``capacity_final`` (fraction of weights owned after the last task),
+``dead_tasks`` (JSON list of tasks that could not learn),
 ``total_seconds``, ``images_per_s`` (mean over tasks), ``ran_on`` (the device used), the JSON
 strings ``acc_matrix`` (T×T, %, null where not measured) and ``capacity`` (per task), and the code
 that finished the run: ``cldst_version``, ``git_commit``, ``git_dirty`` (empty for runs written
@@ -23,7 +24,7 @@ from .provenance import KEYS as PROVENANCE_COLUMNS
 from .runs import METRICS
 
 CONFIG_COLUMNS = [f.name for f in fields(ExperimentConfig)]
-METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "total_seconds",
+METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "dead_tasks", "total_seconds",
                   "images_per_s", "ran_on", "acc_matrix", "capacity", *PROVENANCE_COLUMNS]
 
 
@@ -38,11 +39,13 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "run_dir": run_dir,
         "benchmark": benchmark_name(cfg["dataset"], cfg["num_tasks"]),
         **{name: cfg.get(name) for name in CONFIG_COLUMNS},
+        "data_dir": _portable(cfg.get("data_dir")),
         "sparsity": round(1.0 - cfg["density"], 10),
         "acc": metrics["acc"],
         "bwt": metrics["bwt"],
         "forgetting": metrics["forgetting"],
         "capacity_final": metrics["capacity"][-1],
+        "dead_tasks": json.dumps(metrics.get("dead_tasks", [])),
         "total_seconds": metrics["total_seconds"],
         "images_per_s": float(np.mean(metrics["images_per_s"])),
         "ran_on": metrics.get("device"),
@@ -50,6 +53,17 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "capacity": json.dumps(metrics["capacity"]),
         **{name: metrics.get(name) for name in PROVENANCE_COLUMNS},
     }
+
+
+def _portable(data_dir: str | None) -> str | None:
+    """A sweep gives runs an absolute data_dir; under the current folder it is written relative, so
+    a committed table holds no machine's path (data_dir never changes what a run computes)."""
+    if not data_dir or not Path(data_dir).is_absolute():
+        return data_dir
+    try:
+        return str(Path(data_dir).relative_to(Path.cwd()))
+    except ValueError:
+        return data_dir
 
 
 def collect_results(root: str | Path) -> pd.DataFrame:

@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .config import ExperimentConfig
 from .provenance import code_version
 
@@ -78,6 +76,8 @@ class RunDir:
 
     def write_checkpoint(self, state: dict) -> None:
         buf = io.BytesIO()
+        import torch  # here, not at import: a sweep's wrapper process needs no torch
+
         torch.save(state, buf)
         atomic_write_bytes(self.file(CHECKPOINT), buf.getvalue())
 
@@ -85,4 +85,6 @@ class RunDir:
         path = self.file(CHECKPOINT)
         if not path.is_file():
             return None
+        import torch
+
         return torch.load(path, map_location="cpu", weights_only=False)

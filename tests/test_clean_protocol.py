@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cldst.bn_stats import batchnorm_layers, compute_statistics, using_statistics
-from cldst.dst import DynamicSparsity, grow, top_k_mask
+from cldst.dst import DynamicSparsity, grow
+from cldst.selection import top_k_mask
 from cldst.train import ContinualLearner, run_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -18,11 +18,10 @@ from cldst.dst import (
     magnitude_prune,
     prune_rate,
     random_mask,
-    sample_mask,
-    top_k_mask,
 )
 from cldst.masks import Backbone, TaskIsolation, like_param
 from cldst.models import ResNet18
+from cldst.selection import sample_mask, top_k_mask
 
 T, F_ = True, False
 

@@ -23,7 +23,7 @@ from papermill.parameterize import parameterize_notebook
 from cldst import notebook, settings
 from cldst.cli import build_parser, config_from_args, main
 from cldst.config import GROWTHS, ConfigError, ExperimentConfig, load_preset
-from cldst.plots import STUDY_FIGURES, update_frequency_effect
+from cldst.study_plots import STUDY_FIGURES, update_frequency_effect
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "notebooks" / "experiment.ipynb"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cldst import plots
+from cldst import plots, study_plots
 from cldst.config import ConfigError
 from cldst.results import json_column, read_results
 
@@ -46,6 +46,7 @@ def test_importing_plots_changes_no_global_style():
     code = ("import matplotlib as mpl, matplotlib.colors as mc\n"
             "before = dict(mpl.rcParams); codes = dict(mc.get_named_colors_mapping())\n"
             "import cldst.plots\n"
+            "import cldst.study_plots\n"
             "assert dict(mpl.rcParams) == before, [k for k in before if mpl.rcParams[k] != before[k]]\n"
             "assert dict(mc.get_named_colors_mapping()) == codes\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -54,7 +55,7 @@ def test_importing_plots_changes_no_global_style():
 
 def test_making_figures_changes_no_global_style(table):
     before = rc_snapshot()
-    for draw in plots.STUDY_FIGURES.values():
+    for draw in study_plots.STUDY_FIGURES.values():
         draw(table)
     plots.run_accuracy_matrix(table)
     matrix = json_column(table, "acc_matrix")[0]
@@ -71,7 +72,7 @@ def test_figures_have_the_style_inside():
 
 
 def test_acc_vs_sparsity(table):
-    fig = plots.acc_vs_sparsity(table)
+    fig = study_plots.acc_vs_sparsity(table)
     assert len(fig.axes) == 4  # a panel per growth rule (one benchmark)
     for ax in fig.axes:
         assert len(lines(ax)) == 2  # one per init, each over the 2 sparsities
@@ -80,14 +81,14 @@ def test_acc_vs_sparsity(table):
 
 
 def test_init_growth_heatmaps(table):
-    fig = plots.init_growth_heatmaps(table)
+    fig = study_plots.init_growth_heatmaps(table)
     heatmaps = [ax for ax in fig.axes if ax.get_title()]
     assert len(heatmaps) == 2 and len(fig.axes) == 3  # a heatmap per sparsity, and one colour bar
     assert [t.get_text() for t in heatmaps[0].get_xticklabels()] == ["random", "unfired", "gradient", "momentum"]
 
 
 def test_update_frequency_every_setting_swept(table):
-    fig = plots.update_frequency_effect(table)
+    fig = study_plots.update_frequency_effect(table)
     assert len(fig.axes) == 2  # a panel per sparsity
     for ax in fig.axes:
         assert len(lines(ax)) == 8  # 4 growth rules × 2 inits
@@ -98,19 +99,19 @@ def test_update_frequency_every_setting_swept(table):
 def test_update_frequency_draws_only_the_settings_swept(table):
     # a main study at 4 steps, and a slice at 16 steps: random and gradient growth at sparsity 80 %
     slice_ = (table["growth"].isin(["random", "gradient"])) & (table["density"] == 0.2)
-    fig = plots.update_frequency_effect(table[(table["update_frequency"] == 4) | slice_])
+    fig = study_plots.update_frequency_effect(table[(table["update_frequency"] == 4) | slice_])
     assert len(fig.axes) == 1 and fig.axes[0].get_title() == "sparsity 80 %"
     assert len(lines(fig.axes[0])) == 4 and all(len(line.get_xdata()) == 2 for line in lines(fig.axes[0]))
     assert "only the settings run at several update frequencies" in fig._suptitle.get_text()
 
 
 def test_update_frequency_single_frequency_is_said(table):
-    fig = plots.update_frequency_effect(table[table["update_frequency"] == 16])
+    fig = study_plots.update_frequency_effect(table[table["update_frequency"] == 16])
     assert "one update frequency only (16 steps)" in fig._suptitle.get_text()
 
 
 def test_capacity_vs_task_a_panel_per_sparsity_and_growth(table):
-    fig = plots.capacity_vs_task(table)
+    fig = study_plots.capacity_vs_task(table)
     assert len(fig.axes) == 8  # rows: 2 sparsities, columns: 4 growth rules
     titles = [ax.get_title() for ax in fig.axes[:4]]
     assert titles == ["growth: random", "growth: unfired", "growth: gradient", "growth: momentum"]
@@ -180,7 +181,7 @@ def test_fig5_bad_choice_is_one_line(table, which, cell, message):
 
 
 def test_every_task_learned_is_the_lowest_diagonal_entry(table):
-    worst = plots.every_task_learned(table)
+    worst = study_plots.every_task_learned(table)
     assert len(worst) == len(table) and worst["min_task_acc"].is_monotonic_increasing
     for run_id, matrix in zip(table["run_id"], json_column(table, "acc_matrix")):
         diagonal = [matrix[j][j] for j in range(len(matrix))]
@@ -188,25 +189,25 @@ def test_every_task_learned_is_the_lowest_diagonal_entry(table):
         assert row["min_task_acc"] == min(diagonal)
         assert diagonal[row["worst_task"] - 1] == min(diagonal)
     assert set(worst["chance"]) == {50.0}  # 2 classes per task
-    diag = plots.diagonal_accuracy(table)
+    diag = study_plots.diagonal_accuracy(table)
     assert len(diag) == 3 * len(table) and set(diag["task"]) == {1, 2, 3}
 
 
 def test_chance_level():
-    assert plots.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": False}) == 50.0
-    assert plots.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": True}) == 10.0
-    assert plots.chance_level({}) is None
+    assert study_plots.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": False}) == 50.0
+    assert study_plots.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": True}) == 10.0
+    assert study_plots.chance_level({}) is None
 
 
 def test_tasks_learned_summary(table):
-    summary = plots.tasks_learned_summary(table)
+    summary = study_plots.tasks_learned_summary(table)
     assert list(summary.columns) == ["random", "unfired", "gradient", "momentum"]
     assert len(summary) == 2 * 2 * 2  # sparsity × update frequency × init
     assert all("(task " in v for v in summary.to_numpy().ravel())
 
 
 def test_tasks_learned_figure(table):
-    fig = plots.tasks_learned(table)
+    fig = study_plots.tasks_learned(table)
     assert len(fig.axes) == 2  # a panel per sparsity
     for ax in fig.axes:
         assert len(ax.collections) == 4  # per init: every task, and each run's lowest
@@ -221,14 +222,14 @@ def test_tasks_learned_figure(table):
 
 
 def test_tasks_learned_without_class_counts_draws_no_chance_line(table):
-    fig = plots.tasks_learned(table.drop(columns=["num_classes_per_task", "num_classes", "eval_all_classes"]))
+    fig = study_plots.tasks_learned(table.drop(columns=["num_classes_per_task", "num_classes", "eval_all_classes"]))
     assert all(not ax.lines for ax in fig.axes)
     assert "chance" not in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_no_file_is_left_behind_unless_asked(table, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    figures = {name: draw(table) for name, draw in plots.STUDY_FIGURES.items()}
+    figures = {name: draw(table) for name, draw in study_plots.STUDY_FIGURES.items()}
     figures["fig5-accuracy-matrix"] = plots.run_accuracy_matrix(table)
     for name, fig in figures.items():
         assert plots.save_figure(fig, None, name) == []
@@ -241,5 +242,5 @@ def test_no_file_is_left_behind_unless_asked(table, tmp_path, monkeypatch):
 def test_study_figures_are_the_notebooks(table):
     notebook = json.loads((ROOT / "notebooks" / "figures.ipynb").read_text())
     source = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    for name, draw in plots.STUDY_FIGURES.items():
-        assert f'"{name}"' in source and f"plots.{draw.__name__}(" in source
+    for name, draw in study_plots.STUDY_FIGURES.items():
+        assert f'"{name}"' in source and f"study_plots.{draw.__name__}(" in source
