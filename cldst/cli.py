@@ -107,7 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         finished = " (finished: its metrics.json exists)" if (out / "metrics.json").is_file() else ""
         print(f"dry run: nothing trained; the run folder is {out}{finished}")
         return 0
-    from .train import run_experiment
+    from .checkpoint import Preempted
+    from .experiment import run_experiment
 
     if args.resume:
         warning = provenance.resume_warning(out)
@@ -115,7 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"cldst: {warning}", file=sys.stderr)
     print(f"run {cfg.run_id()} → {out}", file=sys.stderr)
     started = time.perf_counter()
-    m = run_experiment(cfg, out, resume=args.resume, progress=not args.no_progress)
+    try:
+        m = run_experiment(cfg, out, resume=args.resume, progress=not args.no_progress,
+                           checkpoint_minutes=args.checkpoint_minutes)
+    except Preempted as e:  # SIGTERM/SIGUSR1 (Slurm): the checkpoint is written; a clean exit
+        print(f"cldst: {e}", file=sys.stderr)
+        return 0
     seconds = time.perf_counter() - started
     caps = ", ".join(f"{c:.3f}" for c in m["capacity"])
     print(f"ACC {m['acc']:.2f}%  BWT {m['bwt']:.2f}  forgetting {m['forgetting']:.2f}  "
@@ -141,6 +147,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import SlurmOptions, run_sweep
 
     grid = load_grid(args.grid, root=args.root)
+    if args.status:
+        from .progress import grid_status
+
+        print("\n".join(grid_status(grid).lines()))
+        return 0
     if args.dry_run:
         from .estimate import sweep_plan
 
@@ -148,15 +159,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, gpus=args.gpus,
                          cpus=args.cpus, mem_gb=args.mem, array_parallelism=args.array_parallelism,
-                         cluster=args.cluster)
+                         cluster=args.cluster, detach=args.detach)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     started = time.perf_counter()
     try:
         report = run_sweep(grid, executor=args.executor, jobs=args.jobs, slurm=slurm,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, devices=devices)
     except KeyboardInterrupt:
         print("cldst: sweep interrupted; finished runs are kept: run the same command again to continue",
               file=sys.stderr)
         return 130
+    if args.detach and args.executor == "slurm":
+        print(f"sweep {grid.name}: submitted; job ids in {grid.root / '_submitit' / 'jobs.json'}; "
+              f"watch it with: cldst sweep {args.grid} --status")
+        return 0
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     print(f"sweep {grid.name}: {report.skipped + report.finished} of {report.total} runs finished "
           f"({report.finished} now, {report.skipped} before), {len(report.failures)} failed, "
@@ -201,9 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
                          usage="cldst run [-f PRESET] [--out DIR] [--resume] [--dry-run] [--SETTING VALUE ...]")
     run.add_argument("-f", "--preset", metavar="PRESET", help="YAML/JSON file of settings (flags override it)")
     run.add_argument("--out", metavar="DIR", help="run directory (default runs/<run id>)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its last checkpoint (a finished epoch, or where it was stopped)")
     run.add_argument("--dry-run", action="store_true", help="print the resolved config and run id; train nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--checkpoint-minutes", type=float, default=0.0, metavar="N",
+                     help="write the epoch checkpoint at most every N minutes (default 0: every epoch); "
+                          "task boundaries and SIGTERM/SIGUSR1 always write one")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
 
@@ -232,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--jobs", type=int, default=1, help="local: runs at a time (default 1)")
     sweep.add_argument("--root", help="output folder (default: the grid's root, else sweeps/<grid name>)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--status", action="store_true",
+                       help="print the finished, running, queued and failed runs (with each failure's "
+                            "error line and each running run's progress.json); run nothing")
+    sweep.add_argument("--devices", metavar="0,1,...",
+                       help="local: the GPUs the runs may use, one per run at a time (default: every visible one)")
     slurm = sweep.add_argument_group("slurm (with --executor slurm; per run)")
     slurm.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     slurm.add_argument("--account", help="Slurm account")
@@ -240,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--cpus", type=int, default=8, help="CPU cores (default 8)")
     slurm.add_argument("--mem", type=int, default=32, help="memory in GB (default 32)")
     slurm.add_argument("--array-parallelism", type=int, default=64, help="runs at once (default 64)")
+    slurm.add_argument("--detach", action="store_true",
+                       help="submit, record the job ids in ROOT/_submitit/jobs.json, and return")
     slurm.add_argument("--cluster", choices=["slurm", "local"], default="slurm",
                        help="local: submitit's LocalExecutor, jobs as processes here (for testing)")
     sweep.set_defaults(func=cmd_sweep)

@@ -87,4 +87,4 @@ class RunDir:
             return None
         import torch
 
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)

@@ -148,12 +148,37 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_local(jobs: list[RunJob], parallel: int, progress: Progress) -> None:
-    """N runs at a time, each a `python -m cldst.sweep JOB` process (papermill inside)."""
+def visible_gpus() -> list[str]:
+    """The GPUs this machine's runs may use: CUDA_VISIBLE_DEVICES if set, else torch's count."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def pick_device(devices: list[str], running: list[str | None]) -> str | None:
+    """The device for the next run: the first of ``devices`` with the fewest runs on it (round robin
+    when there are more runs than devices); None without devices."""
+    if not devices:
+        return None
+    return min(devices, key=lambda d: (running.count(d), devices.index(d)))
+
+
+def run_local(jobs: list[RunJob], parallel: int, progress: Progress, devices: list[str] | None = None,
+              popen=subprocess.Popen) -> None:
+    """N runs at a time, each a `python -m cldst.sweep JOB` process (papermill inside).
+
+    With GPUs (``devices``, default: every visible one), each run sees one of them
+    (CUDA_VISIBLE_DEVICES), spread evenly; the CPU's cores are split among the N runs."""
     env = dict(os.environ)
     threads = str(max(1, (os.cpu_count() or 1) // parallel))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # N runs share the cores instead of fighting
         env.setdefault(var, threads)
+    devices = visible_gpus() if devices is None else devices
     pending, running = list(jobs), {}
     die_with_sweep = _parent_death_signal()
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -163,15 +188,17 @@ def run_local(jobs: list[RunJob], parallel: int, progress: Progress) -> None:
                 job = pending.pop(0)
                 Path(job.run_dir).mkdir(parents=True, exist_ok=True)
                 log = open(Path(job.run_dir) / RUN_LOG, "wb")
-                proc = subprocess.Popen([sys.executable, "-m", "cldst.sweep", json.dumps(vars(job))],
-                                        stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True, preexec_fn=die_with_sweep)
-                running[proc] = (job, log)
+                device = pick_device(devices, [d for _, _, d in running.values()])
+                job_env = env if device is None else {**env, "CUDA_VISIBLE_DEVICES": device}
+                proc = popen([sys.executable, "-m", "cldst.sweep", json.dumps(vars(job))],
+                             stdout=log, stderr=subprocess.STDOUT, env=job_env,
+                             start_new_session=True, preexec_fn=die_with_sweep)
+                running[proc] = (job, log, device)
                 progress.running = len(running)
                 progress.refresh()
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
-                job, log = running.pop(proc)
+                job, log, _ = running.pop(proc)
                 log.close()
                 error = None if job.finished else (run_error(job) or _log_error(job, proc.returncode))
                 progress.running = len(running)
@@ -194,7 +221,7 @@ def _stop(running: dict) -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
     deadline = time.monotonic() + 10
-    for proc, (_, log) in running.items():
+    for proc, (_, log, _) in running.items():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -213,6 +240,8 @@ class SlurmOptions:
     mem_gb: int = 32  # per run
     array_parallelism: int = 64  # runs of the job array allowed at once
     cluster: str = "slurm"  # "local": submitit's LocalExecutor (processes on this machine), for tests
+    max_requeues: int = 20  # per run: time-limit requeues (preemptions are not counted)
+    detach: bool = False  # submit, record the job ids in the sweep folder, and return
 
 
 def run_submitit(jobs: list[RunJob], options: SlurmOptions, folder: Path, progress: Progress,
@@ -220,11 +249,14 @@ def run_submitit(jobs: list[RunJob], options: SlurmOptions, folder: Path, progre
     """One submitit job per run, submitted as a job array; waits for all of them."""
     try:
         import submitit
+
+        from .checkpoint import RequeueableRun
     except ImportError:
         raise ConfigError("--executor slurm needs submitit: pip install submitit") from None
     if options.cluster == "slurm" and shutil.which("sbatch") is None:
         raise ConfigError("--executor slurm needs Slurm (no sbatch on this machine): use --executor local")
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=options.cluster)
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=options.cluster,
+                                     slurm_max_num_timeout=options.max_requeues)
     params: dict[str, Any] = dict(name="cldst", timeout_min=options.time_min, cpus_per_task=options.cpus,
                                   gpus_per_node=options.gpus, mem_gb=options.mem_gb,
                                   slurm_array_parallelism=options.array_parallelism)
@@ -234,7 +266,10 @@ def run_submitit(jobs: list[RunJob], options: SlurmOptions, folder: Path, progre
         params["slurm_account"] = options.account
     executor.update_parameters(**params)
     with executor.batch():
-        futures = [executor.submit(execute_run, job) for job in jobs]
+        futures = [executor.submit(RequeueableRun(), job) for job in jobs]  # cldst/checkpoint.py
+    record_jobs(folder, {job.run_id: str(f.job_id) for f, job in zip(futures, jobs)})
+    if options.detach:
+        return
     waiting = dict(zip(futures, jobs))
     progress.running = len(waiting)
     progress.refresh()
@@ -255,6 +290,17 @@ def run_submitit(jobs: list[RunJob], options: SlurmOptions, folder: Path, progre
         raise ConfigError(f"stopped waiting; the jobs keep running (cancel them with: scancel {ids})") from None
 
 
+JOBS_FILE = "jobs.json"  # in the submitit folder: run id → Slurm job id, of the latest submission
+
+
+def record_jobs(folder: Path, job_ids: dict[str, str]) -> None:
+    from .runs import atomic_write_json
+
+    path = folder / JOBS_FILE
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    atomic_write_json(path, {**known, **job_ids})
+
+
 # ---------------------------------------------------------------------- the sweep
 @dataclass
 class SweepReport:
@@ -270,7 +316,7 @@ class SweepReport:
 
 
 def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOptions | None = None,
-              notebook: str | Path = NOTEBOOK, progress: bool = True,
+              notebook: str | Path = NOTEBOOK, progress: bool = True, devices: list[str] | None = None,
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> SweepReport:
     """Run every unfinished run of the grid; finished runs (metrics.json present) are skipped."""
     notebook = Path(notebook)
@@ -289,7 +335,7 @@ def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOp
     counts.start(progress, grid.name)
     try:
         if todo and executor == "local":
-            run_local(todo, jobs, counts)
+            run_local(todo, jobs, counts, devices=devices)
         elif todo:
             run_submitit(todo, slurm or SlurmOptions(), grid.root / "_submitit", counts)
     finally:

@@ -22,14 +22,24 @@ def lr_milestones(epochs: int) -> list[int]:
     return [m for m in (int(epochs / 2), int(epochs * 3 / 4)) if m > 0]
 
 
+def epoch_permutation(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The epoch's order of ``idx``, drawn from ``generator``."""
+    return idx[torch.randperm(idx.numel(), generator=generator).to(idx.device)]
+
+
 def epoch_batches(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, batch_size: int,
-                  transform: BatchTransform, generator: torch.Generator):
+                  transform: BatchTransform, generator: torch.Generator,
+                  perm: torch.Tensor | None = None, start: int = 0):
     """One epoch of cldst's data path: batches by index from a seeded permutation of ``idx``, crop,
     flip and normalise batched on the device. Yields (x, y) for full batches only (BatchNorm with
-    batch statistics is ill-defined on a batch of one), or one batch if ``idx`` holds fewer."""
+    batch statistics is ill-defined on a batch of one), or one batch if ``idx`` holds fewer.
+
+    ``perm`` (the epoch's permutation, already drawn) and ``start`` (the first batch) continue an
+    epoch that a checkpoint interrupted; by default the permutation is drawn at the first batch."""
     n = idx.numel()
-    perm = idx[torch.randperm(n, generator=generator).to(idx.device)]
-    for b in range(max(1, n // batch_size)):
+    if perm is None:
+        perm = epoch_permutation(idx, generator)
+    for b in range(start, max(1, n // batch_size)):
         batch = perm[b * batch_size:(b + 1) * batch_size]
         yield transform.train(images[batch], generator), labels[batch]
 

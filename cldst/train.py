@@ -1,31 +1,34 @@
 """The task loop: for each task, draw a mask, train it with DST, merge, evaluate every task seen.
 
-Randomness is drawn from one generator per task, seeded by (seed, task), so a run resumed at a
-task boundary computes exactly what the uninterrupted run computes.
+Randomness is drawn from one generator per task, seeded by (seed, task); a checkpoint (a task
+boundary, an epoch end, or the step where a stop was requested: cldst/checkpoint.py) holds every
+generator's state, so a resumed run computes exactly what the uninterrupted run computes.
+Evaluation is in cldst/evaluation.py; a run folder's start, resume and stop in cldst/experiment.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import checkpoint as ckpt
+from . import evaluation
 from . import metrics as M
-from .bn_stats import compute_statistics, using_statistics
 from .config import ConfigError, ExperimentConfig
 from .data import ImageSplit, load_benchmark, task_class_range
 from .data.transforms import BatchTransform
 from .host_memory import keep_freed_memory
 from .masks import Backbone
 from .models import build_model
+from .progress import RunObserver
 from .runs import RunDir
-from .task_trainer import TaskTrainer, epoch_batches, lr_milestones, make_optimizer  # noqa: F401
+from .seeds import derived_seed, task_seed
+from .task_trainer import TaskTrainer, epoch_batches, epoch_permutation, lr_milestones, make_optimizer  # noqa: F401
 
 
 def select_device(name: str) -> torch.device:
@@ -34,20 +37,6 @@ def select_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} is not allowed: no CUDA GPU is visible; use cpu or auto")
     return torch.device(name)
-
-
-def derived_seed(seed: int, *stream: int) -> int:
-    """Independent seeds per purpose: model init (0,), task t (1, t), evaluation (2,) and the order
-    of task t's BatchNorm-statistics pass (3, t).
-
-    Masks must not be drawn from the same stream as the initial weights: with equal seeds a
-    top-k mask of uniform scores would keep exactly the largest initial weights.
-    """
-    return int(np.random.SeedSequence((seed, *stream)).generate_state(1, np.uint64)[0] >> 1)
-
-
-def task_seed(seed: int, task: int) -> int:
-    return derived_seed(seed, 1, task)
 
 
 @dataclass
@@ -99,6 +88,12 @@ class ContinualLearner:
         self.backbone = Backbone(model)
         self.state = RunState(cfg.num_tasks)
         self.eval_generator = torch.Generator().manual_seed(derived_seed(cfg.seed, 2))  # test_augment
+        # Set by run_experiment (none of them changes what the run computes):
+        self.run_dir: RunDir | None = None  # where epoch checkpoints and history go
+        self.should_stop = lambda: False  # checked after every step: checkpoint and stop (Preempted)
+        self.checkpoint_timer = ckpt.CheckpointTimer(0.0)
+        self.observer = RunObserver()  # progress.json, TensorBoard
+        self.resume_task: dict | None = None  # a mid-task checkpoint's task state
 
     @staticmethod
     def _indices(y: torch.Tensor, sl: slice) -> torch.Tensor:
@@ -112,7 +107,8 @@ class ContinualLearner:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp)
 
     # ------------------------------------------------------------------ training
-    def train_task(self, t: int) -> None:
+    def train_task(self, t: int, resume: dict | None = None) -> None:
+        """Train task t (from ``resume``, a mid-task checkpoint's task state, if given)."""
         cfg, bb = self.cfg, self.backbone
         gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
         torch.manual_seed(task_seed(cfg.seed, t))
@@ -127,15 +123,21 @@ class ContinualLearner:
         trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self._autocast)
         opt = trainer.optimizer
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg.epochs), gamma=0.1)
-        best_acc, best_weights = -1.0, None
+        if resume is None:
+            pos = ckpt.TaskPosition(self.device)
+        else:
+            pos = ckpt.restore_task(resume, self.model, trainer, sched, gen, self.device)
+        save = lambda: self._save_task(ckpt.task_state(t, pos, self.model, trainer, sched, gen))  # noqa: E731
         self.model.train()
-        seen, started = 0, time.perf_counter()
-        bar = tqdm(total=total, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
+        started = time.perf_counter() - pos.elapsed
+        bar = tqdm(total=total, initial=trainer.steps, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
                    disable=not self.progress, unit="step")
-        for epoch in range(cfg.epochs):
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), device=self.device, dtype=torch.long)
-            for x, y in epoch_batches(self.train_x, self.train_y, idx, bs, self.transform, gen):
+        while pos.epoch < cfg.epochs:
+            epoch = pos.epoch
+            if pos.perm is None:
+                pos.perm = epoch_permutation(idx, gen)
+            for x, y in epoch_batches(self.train_x, self.train_y, idx, bs, self.transform, gen,
+                                      perm=pos.perm, start=pos.batch):
                 y = y - sl.start
                 loss, all_logits, update = trainer.step(x, y)
                 if trainer.steps == 1 and trainer.dead_start:
@@ -144,24 +146,43 @@ class ContinualLearner:
                                "input, or no masked weight gets a gradient): it cannot learn", file=sys.stderr)
                 if update is not None:
                     self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
-                loss_sum += loss * y.numel()
+                    self.observer.update(t, update)
+                pos.loss_sum += loss * y.numel()
                 if cfg.eval_all_classes:  # the original's training accuracy: argmax over all classes
-                    correct += (all_logits.argmax(1) == y + sl.start).sum()
+                    pos.correct += (all_logits.argmax(1) == y + sl.start).sum()
                 else:
-                    correct += (all_logits[:, sl].argmax(1) == y).sum()
-                seen += y.numel()
+                    pos.correct += (all_logits[:, sl].argmax(1) == y).sum()
+                pos.seen += y.numel()
+                pos.batch += 1
                 bar.update()
+                self.observer.step(t, epoch, trainer.steps, total, loss, pos.seen, time.perf_counter() - started)
+                if pos.batch < steps_per_epoch and self.should_stop():
+                    pos.elapsed = time.perf_counter() - started
+                    save()
+                    raise ckpt.Preempted(self._stopped_message(t, epoch, pos.batch))
             sched.step()
             count = steps_per_epoch * min(n, bs)
-            row = dict(kind="epoch", task=t, epoch=epoch, step=trainer.steps, loss=float(loss_sum) / count,
-                       train_acc=100.0 * float(correct) / count, lr=opt.param_groups[0]["lr"],
+            row = dict(kind="epoch", task=t, epoch=epoch, step=trainer.steps, loss=float(pos.loss_sum) / count,
+                       train_acc=100.0 * float(pos.correct) / count, lr=opt.param_groups[0]["lr"],
                        seconds=time.perf_counter() - started)
             self.state.history.append(row)
             bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{row['loss']:.3f}",
                             acc=f"{row['train_acc']:.1f}%")
-            if cfg.keep_best_epoch and row["train_acc"] > best_acc:
-                best_acc = row["train_acc"]
-                best_weights = [p.detach().clone() for p in self.model.parameters()]
+            if cfg.keep_best_epoch and row["train_acc"] > pos.best_acc:
+                pos.best_acc = row["train_acc"]
+                pos.best_weights = [p.detach().clone() for p in self.model.parameters()]
+            pos.next_epoch()
+            pos.elapsed = time.perf_counter() - started
+            self.observer.epoch(t, row, pos.seen, total, trainer.steps)
+            stop = self.should_stop()
+            if self.run_dir is not None:
+                self.run_dir.write_history(self.state.history)
+                if stop or (pos.epoch < cfg.epochs and self.checkpoint_timer.due()):
+                    save()
+            if stop:
+                raise ckpt.Preempted(self._stopped_message(t, epoch + 1, 0))
+        best_weights = pos.best_weights
+        seen = pos.seen
         bar.close()
         if best_weights is not None:  # reference quirk: the best training-accuracy epoch's weights
             with torch.no_grad():
@@ -180,73 +201,15 @@ class ContinualLearner:
         for name, d in bb.mask_densities(mask, None if cfg.shared_head_rows else sl).items():
             st.layer_density.setdefault(name, []).append(d)
 
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ evaluation (cldst/evaluation.py)
     def task_statistics(self, t: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Task t's BatchNorm statistics: merged ⊙ m_t on task t's training images, unaugmented,
-        in one pass of fixed batches (eval_batch_size) in a seeded order that mixes its classes."""
-        self.backbone.load_task_weights(t)
-        idx = self.train_idx[t]
-        order = torch.Generator().manual_seed(derived_seed(self.cfg.seed, 3, t))
-        idx = idx[torch.randperm(idx.numel(), generator=order).to(idx.device)]
-        batches = list(torch.split(idx, self.cfg.eval_batch_size))
-        if len(batches) > 1 and batches[-1].numel() == 1:
-            batches[-2:] = [torch.cat(batches[-2:])]
-        with self._autocast():
-            # the eager model: forward hooks record each layer's input
-            return compute_statistics(self.model, self.model,
-                                      (self.transform.normalise(self.train_x[b]) for b in batches))
+        return evaluation.task_statistics(self, t)
 
-    @torch.inference_mode()
     def evaluate(self, j: int, mask_task: int | None = None) -> float:
-        """Accuracy (%) on task j's test set with merged ⊙ m_i, i = ``mask_task`` (default j).
-
-        Clean: no augmentation; BatchNorm with task i's own statistics, so each image's prediction
-        depends on the model and the image alone (the batches of eval_batch_size only set the
-        speed); argmax within task i's classes. With i ≠ j (the original's "FWT" entries) task j's
-        labels are shifted into task i's range. ``test_augment``, ``eval_batch_stats`` and
-        ``eval_all_classes`` switch on the original's evaluation quirks.
-        """
-        cfg = self.cfg
-        i = j if mask_task is None else mask_task
-        self.backbone.load_task_weights(i)
-        self.model.eval()
-        sl = task_class_range(i, cfg.num_classes_per_task)
-        shift = (j - i) * cfg.num_classes_per_task
-        idx = self.test_idx[j]
-        if cfg.test_augment:  # the original: train transform and shuffled batches of 128
-            idx = idx[torch.randperm(idx.numel(), generator=self.eval_generator).to(self.device)]
-            batches = list(torch.split(idx, 128))
-        else:
-            batches = list(torch.split(idx, cfg.eval_batch_size))
-        if len(batches) > 1 and batches[-1].numel() == 1:
-            batches[-2:] = [torch.cat(batches[-2:])]
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        with contextlib.ExitStack() as stack:
-            if not cfg.eval_batch_stats:
-                stack.enter_context(using_statistics(self.model, self.state.bn_stats[i]))
-            for batch in batches:
-                correct += self._count_correct(batch, sl, shift)
-        return 100.0 * float(correct) / idx.numel()
-
-    def _count_correct(self, batch: torch.Tensor, sl: slice, shift: int) -> torch.Tensor:
-        cfg = self.cfg
-        images = self.test_x[batch]
-        if cfg.test_augment:
-            x = self.transform.train(images, self.eval_generator)
-        else:
-            x = self.transform.normalise(images)
-        label = self.test_y[batch] - shift
-        with self._autocast():
-            logits = self.forward(x)
-        if cfg.eval_all_classes:
-            return (logits.argmax(1) == label).sum()
-        return (logits[:, sl].argmax(1) == label - sl.start).sum()
+        return evaluation.accuracy(self, j, mask_task)
 
     def final_model_matrix(self) -> list[list[float]]:
-        """The original's matrix, all from the final model: A[i][j] = task j with m_j for j ≤ i,
-        with m_i (labels shifted into task i's range) for j > i."""
-        t = self.cfg.num_tasks
-        return [[self.evaluate(j, j if j <= i else i) for j in range(t)] for i in range(t)]
+        return evaluation.final_model_matrix(self)
 
     # ------------------------------------------------------------------ the loop
     def run(self, run_dir: RunDir | None = None, max_tasks: int | None = None) -> dict | None:
@@ -255,21 +218,28 @@ class ContinualLearner:
         last = cfg.num_tasks if max_tasks is None else min(cfg.num_tasks, st.next_task + max_tasks)
         tasks = tqdm(range(st.next_task, last), desc="tasks", disable=not self.progress,
                      initial=st.next_task, total=cfg.num_tasks)
+        run_dir = self.run_dir = run_dir if run_dir is not None else self.run_dir
         for t in tasks:
-            self.train_task(t)
+            resume, self.resume_task = self.resume_task, None
+            self.train_task(t, resume)
             if not cfg.final_model_matrix:
                 for j in range(t + 1):
                     st.acc[t][j] = self.evaluate(j)
                 tasks.set_postfix(acc=f"{np.mean(st.acc[t][: t + 1]):.1f}%")
             st.next_task = t + 1
+            self.observer.task_end(t, st.acc)
             if run_dir is not None:
                 run_dir.write_history(st.history)
                 run_dir.write_checkpoint(self.checkpoint())
+                self.checkpoint_timer.written()
+            if self.should_stop() and st.next_task < cfg.num_tasks:
+                raise ckpt.Preempted(self._stopped_message(t + 1, 0, 0))
         tasks.close()
         if st.next_task < cfg.num_tasks:
             return None
         if cfg.final_model_matrix:
             st.acc = self.final_model_matrix()
+            self.observer.task_end(cfg.num_tasks - 1, st.acc)
         result = self.metrics()
         if run_dir is not None:
             run_dir.write_metrics(result)
@@ -300,33 +270,30 @@ class ContinualLearner:
 
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self) -> dict:
+        """The state at a task boundary: plain values and tensors only (read with weights_only)."""
         return {"config": self.cfg.to_dict(), "state": vars(self.state).copy(),
                 "backbone": self.backbone.state_dict(), "eval_rng": self.eval_generator.get_state()}
 
-    def restore(self, ckpt: dict) -> None:
-        saved = ExperimentConfig.from_dict(ckpt["config"])
+    def _save_task(self, task: dict) -> None:
+        """A mid-task checkpoint: the task-boundary state plus the task's training state."""
+        if self.run_dir is not None:
+            self.run_dir.write_history(self.state.history)
+            self.run_dir.write_checkpoint({**self.checkpoint(), "task": task})
+            self.checkpoint_timer.written()
+
+    def _stopped_message(self, t: int, epoch: int, batch: int) -> str:
+        where = f"task {t + 1}, epoch {epoch + 1}" + (f", batch {batch + 1}" if batch else "")
+        saved = "a checkpoint is written: --resume continues" if self.run_dir is not None else "nothing saved"
+        return f"stopped on request before {where}; {saved}"
+
+    def restore(self, saved_ckpt: dict) -> None:
+        saved = ExperimentConfig.from_dict(saved_ckpt["config"])
         if saved.run_id() != self.cfg.run_id():
             raise ConfigError("the checkpoint was written by a run with other settings; "
                               "resume with the same settings or choose another --out")
-        self.backbone.load_state_dict(ckpt["backbone"])
-        self.state = RunState(**ckpt["state"])
+        self.backbone.load_state_dict(saved_ckpt["backbone"])
+        self.state = RunState(**saved_ckpt["state"])
         self.state.bn_stats = [[(m.to(self.device), v.to(self.device)) for m, v in task]
                                for task in self.state.bn_stats]
-        self.eval_generator.set_state(ckpt["eval_rng"])
-
-
-def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, *, resume: bool = False,
-                   progress: bool = True, max_tasks: int | None = None) -> dict | None:
-    """Run (or resume) one experiment into ``out`` (default ``runs/<run id>``); return its metrics."""
-    run_dir = RunDir(out) if out is not None else RunDir.default_for(cfg)
-    ckpt = run_dir.read_checkpoint() if run_dir.path.exists() else None
-    if run_dir.finished and resume:
-        return run_dir.read_metrics()
-    if (run_dir.finished or ckpt is not None) and not resume:
-        raise ConfigError(f"out={str(run_dir.path)!r} already holds a run: pass --resume to continue "
-                          "it, or choose another --out")
-    learner = ContinualLearner(cfg, progress=progress)
-    if ckpt is not None:
-        learner.restore(ckpt)
-    run_dir.write_config(cfg)
-    return learner.run(run_dir, max_tasks=max_tasks)
+        self.eval_generator.set_state(saved_ckpt["eval_rng"])
+        self.resume_task = saved_ckpt.get("task")

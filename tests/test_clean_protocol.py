@@ -6,8 +6,9 @@ import torch
 
 from cldst.bn_stats import batchnorm_layers, compute_statistics, using_statistics
 from cldst.dst import DynamicSparsity, grow
+from cldst.experiment import run_experiment
 from cldst.selection import top_k_mask
-from cldst.train import ContinualLearner, run_experiment
+from cldst.train import ContinualLearner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
