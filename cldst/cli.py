@@ -29,7 +29,7 @@ spellings work too (--init, --net_name, --l2, --death_rate, --growth random_unfi
   cldst run -f presets/cifar100-5task.yaml --seed 1 --dry-run    # the resolved config, nothing trained
 
 The run goes to --out (default runs/<run id>, the id a hash of the settings): config.json,
-metrics.json when finished, history.csv and checkpoint.pt.
+metrics.json when finished, history.csv and checkpoint.pt (and tensorboard/ with --tensorboard).
 """
 
 SWEEP_DESCRIPTION = """\
@@ -110,6 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .checkpoint import Preempted
     from .experiment import run_experiment
 
+    if args.tensorboard:  # without the package: one line, before anything is loaded
+        from .tensorboard_log import summary_writer_class
+
+        summary_writer_class()
     if args.resume:
         warning = provenance.resume_warning(out)
         if warning:
@@ -118,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         m = run_experiment(cfg, out, resume=args.resume, progress=not args.no_progress,
-                           checkpoint_minutes=args.checkpoint_minutes)
+                           checkpoint_minutes=args.checkpoint_minutes, tensorboard=args.tensorboard)
     except Preempted as e:  # SIGTERM/SIGUSR1 (Slurm): the checkpoint is written; a clean exit
         print(f"cldst: {e}", file=sys.stderr)
         return 0
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-minutes", type=float, default=0.0, metavar="N",
                      help="write the epoch checkpoint at most every N minutes (default 0: every epoch); "
                           "task boundaries and SIGTERM/SIGUSR1 always write one")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also write TensorBoard events (loss, training accuracy, lr, topology updates, "
+                          "accuracy matrix) to OUT/tensorboard/; needs pip install tensorboard")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
 

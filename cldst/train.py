@@ -107,6 +107,10 @@ class ContinualLearner:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp)
 
     # ------------------------------------------------------------------ training
+    def steps_per_epoch(self, t: int) -> int:
+        """Task t's optimizer steps per epoch, as epoch_batches yields them (full batches only)."""
+        return max(1, self.train_idx[t].numel() // self.cfg.batch_size)
+
     def train_task(self, t: int, resume: dict | None = None) -> None:
         """Train task t (from ``resume``, a mid-task checkpoint's task state, if given)."""
         cfg, bb = self.cfg, self.backbone
@@ -118,7 +122,7 @@ class ContinualLearner:
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
         idx = self.train_idx[t]
         n, bs = idx.numel(), cfg.batch_size
-        steps_per_epoch = max(1, n // bs)  # as epoch_batches yields them
+        steps_per_epoch = self.steps_per_epoch(t)
         total = steps_per_epoch * cfg.epochs
         trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self._autocast)
         opt = trainer.optimizer
