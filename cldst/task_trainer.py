@@ -11,6 +11,7 @@ from .config import ExperimentConfig
 from .data.transforms import BatchTransform
 from .dst import DynamicSparsity
 from .masks import Backbone, TaskIsolation
+from .models import head
 
 
 def lr_milestones(epochs: int) -> list[int]:
@@ -60,6 +61,7 @@ class TaskTrainer:
                  mask: list[torch.Tensor], class_slice: slice, total_steps: int,
                  generator: torch.Generator, autocast):
         self.forward = forward
+        self.head = head(model)
         self.class_slice = class_slice
         self.autocast = autocast
         self.params = backbone.params
@@ -77,14 +79,19 @@ class TaskTrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
         """One optimizer step on (x, y) with y in 0..C-1. Returns (loss, all logits, topology update)."""
+        features: list[torch.Tensor] = []
+        if self.steps == 0:  # the head's input, for the dead-start check
+            hook = self.head.register_forward_pre_hook(lambda _m, inputs: features.append(inputs[0].detach()))
         with self.autocast():
             all_logits = self.forward(x).float()
+        if self.steps == 0:
+            hook.remove()
         loss = F.cross_entropy(all_logits[:, self.class_slice], y)
         self.optimizer.zero_grad()
         loss.backward()
         self.isolation.zero_frozen_grads()
         if self.steps == 0:
-            self.dead_start = is_dead(all_logits[:, self.class_slice], self.params)
+            self.dead_start = is_dead(features[0], self.params)
         self.optimizer.step()
         self.isolation.after_step()
         self.steps += 1
@@ -96,10 +103,12 @@ class TaskTrainer:
 
 
 @torch.no_grad()
-def is_dead(task_logits: torch.Tensor, params) -> bool:
-    """A network that cannot learn: its output does not depend on the input (every row of a batch's
-    logits identical), or no masked weight gets a gradient. Zero-started free weights at narrow
-    width or high sparsity give exactly this, and then the task never trains."""
-    constant = task_logits.shape[0] > 1 and bool((task_logits - task_logits[:1]).abs().max() == 0)
+def is_dead(features: torch.Tensor, params) -> bool:
+    """A network that cannot learn: the features its head reads do not depend on the input (every
+    row of a batch identical), or no masked weight gets a gradient. Zero-started free weights at
+    narrow width or high sparsity give exactly this, and then the task never trains. (Constant
+    logits alone are not enough: a task's own head rows start at 0 under ``free_init: zero``, and
+    such a head still learns from input-dependent features.)"""
+    constant = features.shape[0] > 1 and bool((features - features[:1]).abs().max() == 0)
     no_gradient = not any(p.grad is not None and bool(p.grad.any()) for p in params)
     return constant or no_gradient

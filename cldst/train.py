@@ -146,8 +146,9 @@ class ContinualLearner:
                 loss, all_logits, update = trainer.step(x, y)
                 if trainer.steps == 1 and trainer.dead_start:
                     self.state.dead_tasks.append(t)
-                    tqdm.write(f"cldst: warning: task {t + 1} starts dead (its output does not depend on the "
-                               "input, or no masked weight gets a gradient): it cannot learn", file=sys.stderr)
+                    tqdm.write(f"cldst: warning: task {t + 1} starts dead (the features its head reads do not "
+                               "depend on the input, or no masked weight gets a gradient): it cannot learn",
+                               file=sys.stderr)
                 if update is not None:
                     self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
                     self.observer.update(t, update)

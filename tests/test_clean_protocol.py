@@ -172,3 +172,12 @@ def test_a_dead_start_is_reported_and_theta0_avoids_it(tiny_cfg, capsys):
     alive = ContinualLearner(tiny_cfg(**settings), progress=False).run()
     assert alive["config"]["free_init"] == "theta0"
     assert alive["dead_tasks"] == []
+
+
+def test_zero_started_head_rows_alone_are_not_a_dead_start(tiny_cfg):
+    # ERK reuses most of task 0's backbone, so features depend on the input; the task's own head
+    # rows start at 0 (constant logits), yet the head learns from the features.
+    m = ContinualLearner(tiny_cfg(free_init="zero", sparse_init="ERK", num_tasks=2, num_classes=4),
+                         progress=False).run()
+    assert m["dead_tasks"] == []
+    assert m["acc_matrix"][1][1] > 60.0
