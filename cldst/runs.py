@@ -1,7 +1,7 @@
 """A run directory: config.json, metrics.json, history.csv and checkpoint.pt, written atomically.
 
 ``metrics.json`` is written once, when the run has finished: its presence means "done".
-``checkpoint.pt`` is rewritten at every task boundary and lets ``--resume`` continue.
+``checkpoint.pt`` is rewritten at every epoch end and task boundary and lets ``--resume`` continue.
 """
 
 from __future__ import annotations
