@@ -18,6 +18,15 @@ from .data import task_class_range
 from .seeds import derived_seed
 
 
+def _batches(idx: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``idx`` in batches of ``size``; a last batch of one joins the one before (BatchNorm with
+    batch statistics is ill-defined on a single image)."""
+    batches = list(torch.split(idx, size))
+    if len(batches) > 1 and batches[-1].numel() == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
 def task_statistics(learner, t: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Task t's BatchNorm statistics: merged ⊙ m_t on task t's training images, unaugmented,
     in one pass of fixed batches (eval_batch_size) in a seeded order that mixes its classes."""
@@ -25,13 +34,12 @@ def task_statistics(learner, t: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     idx = learner.train_idx[t]
     order = torch.Generator().manual_seed(derived_seed(learner.cfg.seed, 3, t))
     idx = idx[torch.randperm(idx.numel(), generator=order).to(idx.device)]
-    batches = list(torch.split(idx, learner.cfg.eval_batch_size))
-    if len(batches) > 1 and batches[-1].numel() == 1:
-        batches[-2:] = [torch.cat(batches[-2:])]
+    batches = _batches(idx, learner.cfg.eval_batch_size)
     with learner._autocast():
         # the eager model: forward hooks record each layer's input
         return compute_statistics(learner.model, learner.model,
                                   (learner.transform.normalise(learner.train_x[b]) for b in batches))
+
 
 @torch.inference_mode()
 def accuracy(learner, j: int, mask_task: int | None = None) -> float:
@@ -52,11 +60,7 @@ def accuracy(learner, j: int, mask_task: int | None = None) -> float:
     idx = learner.test_idx[j]
     if cfg.test_augment:  # the original: train transform and shuffled batches of 128
         idx = idx[torch.randperm(idx.numel(), generator=learner.eval_generator).to(learner.device)]
-        batches = list(torch.split(idx, 128))
-    else:
-        batches = list(torch.split(idx, cfg.eval_batch_size))
-    if len(batches) > 1 and batches[-1].numel() == 1:
-        batches[-2:] = [torch.cat(batches[-2:])]
+    batches = _batches(idx, 128 if cfg.test_augment else cfg.eval_batch_size)
     correct = torch.zeros((), device=learner.device, dtype=torch.long)
     with contextlib.ExitStack() as stack:
         if not cfg.eval_batch_stats:
@@ -64,6 +68,7 @@ def accuracy(learner, j: int, mask_task: int | None = None) -> float:
         for batch in batches:
             correct += _count_correct(learner, batch, sl, shift)
     return 100.0 * float(correct) / idx.numel()
+
 
 def _count_correct(learner, batch: torch.Tensor, sl: slice, shift: int) -> torch.Tensor:
     cfg = learner.cfg

@@ -43,14 +43,34 @@ class RunObserver:
 
 
 class Observers(RunObserver):
+    """Several observers as one: every call goes to each, in order."""
+
     def __init__(self, observers: list[RunObserver]):
         self.observers = observers
 
-    def __getattribute__(self, name):
-        if name in ("step", "epoch", "update", "task_end", "stopped", "close"):
-            observers = object.__getattribute__(self, "observers")
-            return lambda *args: [getattr(o, name)(*args) for o in observers] and None
-        return object.__getattribute__(self, name)
+    def step(self, *args) -> None:
+        for o in self.observers:
+            o.step(*args)
+
+    def epoch(self, *args) -> None:
+        for o in self.observers:
+            o.epoch(*args)
+
+    def update(self, *args) -> None:
+        for o in self.observers:
+            o.update(*args)
+
+    def task_end(self, *args) -> None:
+        for o in self.observers:
+            o.task_end(*args)
+
+    def stopped(self, *args) -> None:
+        for o in self.observers:
+            o.stopped(*args)
+
+    def close(self) -> None:
+        for o in self.observers:
+            o.close()
 
 
 class ProgressFile(RunObserver):
