@@ -95,8 +95,9 @@ class TaskPosition:
         self.epoch, self.batch, self.perm = 0, 0, None
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.best_acc, self.best_weights = -1.0, None
+        self.best_acc, self.best_weights, self.best_mask = -1.0, None, None
         self.seen, self.elapsed = 0, 0.0
+        self.train_macs = 0.0  # the task's training MACs so far (cldst/flops.py)
 
     def next_epoch(self) -> None:
         self.epoch, self.batch, self.perm = self.epoch + 1, 0, None
@@ -111,7 +112,8 @@ def task_state(t: int, pos: TaskPosition, model, trainer, sched, gen: torch.Gene
     return {
         "task": t, "epoch": pos.epoch, "batch": pos.batch, "perm": pos.perm,
         "loss_sum": pos.loss_sum, "correct": pos.correct, "best_acc": pos.best_acc,
-        "best_weights": pos.best_weights, "seen": pos.seen, "elapsed": pos.elapsed,
+        "best_weights": pos.best_weights, "best_mask": pos.best_mask, "seen": pos.seen,
+        "train_macs": pos.train_macs, "elapsed": pos.elapsed,
         "model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(), "scheduler": sched_state,
         "mask": trainer.topology.masks, "fired": trainer.topology.fired,
         "train_mask": trainer.isolation.train_mask, "frozen_values": trainer.isolation.frozen_values,
@@ -147,7 +149,10 @@ def restore_task(state: dict, model, trainer, sched, gen: torch.Generator, devic
     pos.loss_sum, pos.correct = state["loss_sum"].to(device), state["correct"].to(device)
     pos.best_acc = state["best_acc"]
     pos.best_weights = None if state["best_weights"] is None else [w.to(device) for w in state["best_weights"]]
+    best_mask = state.get("best_mask")
+    pos.best_mask = None if best_mask is None else [m.to(device) for m in best_mask]
     pos.seen, pos.elapsed = state["seen"], state["elapsed"]
+    pos.train_macs = state.get("train_macs", 0.0)
     return pos
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from . import metrics as M
 from . import provenance, settings
 from .config import ConfigError, ExperimentConfig, load_preset
 from .data import DataError
@@ -128,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     seconds = time.perf_counter() - started
     caps = ", ".join(f"{c:.3f}" for c in m["capacity"])
-    print(f"ACC {m['acc']:.2f}%  BWT {m['bwt']:.2f}  forgetting {m['forgetting']:.2f}  "
+    print(f"ACC {m['acc']:.2f}%  BWT {m['bwt']:.2f}  forgetting {M.forgetting_text(m['forgetting'])}  "
           f"capacity [{caps}]  time {seconds:.1f} s")
     print(f"results in {out}/metrics.json")
     return 0

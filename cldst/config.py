@@ -1,7 +1,10 @@
-"""ExperimentConfig: every setting of one run, validated, with the original code's defaults.
+"""ExperimentConfig: every setting of one run, validated.
 
-Fields left as ``None`` take the dataset's default (the original code's per-benchmark
-defaults), so the resolved config written to ``config.json`` is always concrete.
+Fields left as ``None`` take the dataset's default (the original code's per-benchmark values of
+epochs, batch size, density, update frequency and network), so the resolved config written to
+``config.json`` is always concrete. ``sparse_init`` and ``growth`` default to ERK and gradient, the
+study's best pair; the original's command line defaults to uniform and random.
+The reference protocol's quirks are described in docs/reference-protocol.md.
 
 Each field's one-line help (``cldst run --help``, the comments of experiment.ipynb's parameters
 cell) lives in cldst/settings.py: a new field needs a line there (tests/test_settings.py checks).
@@ -25,7 +28,9 @@ class ConfigError(ValueError):
 DATASETS = ("split-mnist", "cifar100", "miniimagenet", "tinyimagenet", "cifar10")
 ARCHS = ("resnet18", "mobilenetv2")
 INITS = ("uniform", "ERK")
-GROWTHS = ("random", "unfired", "gradient", "momentum")
+GROWTHS = ("random", "unfired", "gradient", "momentum")  # the DST growth rules
+STATIC = "none"  # growth: none, the static sparse baseline: the initial mask is never updated
+REUSES = ("all", "none")
 OPTIMIZERS = ("adam", "sgd")
 PROTOCOLS = ("clean", "reference")
 FREE_INITS = ("zero", "theta0")
@@ -43,7 +48,7 @@ ALIASES = {
     "arch": {"resnet": "resnet18", "mobilenet": "mobilenetv2"},
 }
 
-# Per-benchmark defaults: the original code's (REFERENCE.md), split-mnist at smoke scale.
+# Per-benchmark defaults: the original code's (docs/reference-protocol.md), split-mnist at smoke scale.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "split-mnist": dict(num_classes=10, num_tasks=5, arch="resnet18", width=0.5, batch_size=16,
                         epochs=3, density=0.2, update_frequency=10, image_size=28),
@@ -60,7 +65,14 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 # Behaviours of the original code that protocol="reference" reproduces, one flag each.
 QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_epoch",
           "grown_frozen_zero", "bernoulli_masks", "unfired_topup", "dst_moves_frozen",
-          "index_tie_break", "shared_head_rows", "eval_batch_stats")
+          "index_tie_break", "shared_head_rows", "eval_batch_stats", "threshold_prune",
+          "sgd_nesterov", "keep_last_batch", "lr_drop_at_zero", "growth_ranks_active")
+
+# Settings added after results were published, left out of the run id at these values (which
+# compute what the code did before they existed), so earlier run ids and tables stay valid.
+RUN_ID_NEUTRAL: dict[str, Any] = {"threshold_prune": False, "sgd_nesterov": False,
+                                  "keep_last_batch": False, "lr_drop_at_zero": False,
+                                  "growth_ranks_active": False, "reuse": "all", "isolation": True}
 
 # Settings that do not change what a run computes, left out of the run id.
 NOT_IN_RUN_ID = ("data_dir", "device")
@@ -85,7 +97,9 @@ class ExperimentConfig:
     growth: str = "gradient"
     density: float | None = None  # fraction of each task's mask that is active, in (0, 1]
     prune_rate: float = 0.5  # initial fraction of active weights pruned per update; cosine-decays to 0.005
-    update_frequency: int | None = None  # optimizer steps between topology updates
+    update_frequency: int | None = None  # optimizer steps between topology updates; 0: never (static)
+    reuse: str = "all"  # "none": a task's mask avoids every position an earlier task owns
+    isolation: bool = True  # false: fine-tuning, no weight is frozen and later tasks overwrite earlier ones
     free_init: str | None = None  # a later task's free weights start at "theta0" (clean) or "zero" (reference)
     # optimisation
     optimizer: str = "adam"
@@ -97,9 +111,10 @@ class ExperimentConfig:
     eval_batch_size: int = 256  # fixed: BatchNorm uses batch statistics at evaluation
     seed: int = 0
     # protocol: "reference" turns every quirk below on; "clean" turns them off. Each quirk left
-    # as None follows the protocol; set one to true/false to switch it alone (REFERENCE.md).
+    # as None follows the protocol; set one to true/false to switch it alone
+    # (docs/reference-protocol.md).
     protocol: str = "clean"
-    test_augment: bool | None = None  # evaluate with the train augmentation, shuffled batches of 128
+    test_augment: bool | None = None  # train augmentation at test, shuffled batches: 128 (cifar100) or batch_size
     eval_all_classes: bool | None = None  # argmax over all classes at evaluation, not the task's
     final_model_matrix: bool | None = None  # every accuracy-matrix entry from the final model
     keep_best_epoch: bool | None = None  # keep the epoch with the best training accuracy
@@ -110,6 +125,11 @@ class ExperimentConfig:
     index_tie_break: bool | None = None  # growth-score ties go to the lowest index, not at random
     shared_head_rows: bool | None = None  # task masks span every head row, not only the task's classes
     eval_batch_stats: bool | None = None  # BatchNorm uses the test batch's statistics at evaluation
+    threshold_prune: bool | None = None  # magnitude prune keeps |w| > thr: every weight tied at thr goes
+    sgd_nesterov: bool | None = None  # SGD with Nesterov momentum, its buffer masked after each step
+    keep_last_batch: bool | None = None  # train the last partial batch: ceil(N / B) steps per epoch
+    lr_drop_at_zero: bool | None = None  # epochs=1: milestones [0, 0], so the whole task runs at lr/100
+    growth_ranks_active: bool | None = None  # gradient/momentum growth ranks active positions too: can fall short
     # hardware
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool | None = None  # bf16 autocast; None = on when the run is on CUDA, off on CPU
@@ -156,22 +176,26 @@ class ExperimentConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("arch", self.arch, ARCHS)
         _choice("sparse_init", self.sparse_init, INITS)
-        _choice("growth", self.growth, GROWTHS)
+        _choice("growth", self.growth, (*GROWTHS, STATIC))
+        _choice("reuse", self.reuse, REUSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("protocol", self.protocol, PROTOCOLS)
         _choice("free_init", self.free_init, FREE_INITS)
         _choice("class_order", self.class_order, CLASS_ORDERS)
         for name in ("num_tasks", "num_classes", "num_classes_per_task", "epochs", "batch_size",
-                     "eval_batch_size", "update_frequency", "image_size"):
+                     "eval_batch_size", "image_size"):
             _at_least(name, getattr(self, name), 1)
+        _at_least("update_frequency", self.update_frequency, 0)
         if self.amp is not None and not isinstance(self.amp, bool):
             _bad("amp", self.amp, "true, false or null (on for CUDA)")
-        for name in ("compile", *QUIRKS):
+        for name in ("compile", "isolation", *QUIRKS):
             if not isinstance(getattr(self, name), bool):
                 _bad(name, getattr(self, name), "true or false")
         for name in ("seed", "data_seed"):
             if not _is_int(getattr(self, name)):
                 _bad(name, getattr(self, name), "an integer")
+        if not self.isolation and self.reuse == "none":
+            raise ConfigError("reuse='none' needs isolation=true: without isolation no position is owned")
         if self.num_tasks * self.num_classes_per_task != self.num_classes:
             raise ConfigError(
                 f"num_tasks × num_classes_per_task = {self.num_tasks} × {self.num_classes_per_task}"
@@ -189,6 +213,8 @@ class ExperimentConfig:
             _bad("lr", self.lr, "a number > 0")
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             _bad("momentum", self.momentum, "a number in [0, 1)")
+        if self.optimizer == "sgd" and self.sgd_nesterov and self.momentum == 0:
+            _bad("momentum", self.momentum, "a number in (0, 1) with sgd_nesterov (Nesterov needs momentum)")
         if not _is_number(self.weight_decay) or self.weight_decay < 0:
             _bad("weight_decay", self.weight_decay, "a number ≥ 0")
         if not isinstance(self.device, str) or not (
@@ -215,9 +241,15 @@ class ExperimentConfig:
             raise ConfigError(f"unknown setting {unknown[0]!r}: allowed are {', '.join(sorted(known))}")
         return cls(**values)
 
+    @property
+    def static(self) -> bool:
+        """No topology update: the static sparse baseline (growth none, or update_frequency 0)."""
+        return self.growth == STATIC or self.update_frequency == 0
+
     def run_id(self) -> str:
         """Short hash of everything that changes what the run computes."""
-        d = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_RUN_ID}
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in NOT_IN_RUN_ID and not (k in RUN_ID_NEUTRAL and v == RUN_ID_NEUTRAL[k])}
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.dataset}-{self.sparse_init}-{self.growth}-d{self.density:g}-s{self.seed}-{digest}"
 

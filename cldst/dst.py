@@ -84,6 +84,24 @@ def magnitude_prune(weight: torch.Tensor, mask: torch.Tensor, rate: float) -> tu
     return new, k
 
 
+def magnitude_prune_threshold(weight: torch.Tensor, mask: torch.Tensor, rate: float) -> tuple[torch.Tensor, int]:
+    """Reference quirk: the original's prune. thr = the k-th smallest active |w|, k = ceil(rate · n);
+    keep the active weights with |w| > thr, so every weight tied at thr goes (all active exact zeros,
+    whenever k reaches them), which can be more than k. With k = 0 the active zeros go.
+    Returns (new mask, removed)."""
+    active = torch.nonzero(mask.reshape(-1)).squeeze(1)
+    n_active = active.numel()
+    k = min(n_active, math.ceil(rate * n_active))
+    new = mask.clone(memory_format=torch.contiguous_format)
+    if n_active == 0:
+        return new, 0
+    magnitude = weight.detach().reshape(-1)[active].float().abs()
+    thr = torch.kthvalue(magnitude, k).values if k > 0 else magnitude.new_zeros(())
+    keep = magnitude > thr
+    new.view(-1)[active] = keep
+    return new, n_active - int(torch.count_nonzero(keep))
+
+
 # ---------------------------------------------------------------------- grow
 # random and unfired draw positions; gradient and momentum score every position and take the top n.
 
@@ -147,13 +165,16 @@ def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
          generator: torch.Generator | None = None, fired: torch.Tensor | None = None,
          grad: torch.Tensor | None = None, optimizer_state: dict | None = None,
          fixed: torch.Tensor | None = None, random_ties: bool = False,
-         bernoulli: bool = False, unfired_topup: bool = False) -> torch.Tensor:
+         bernoulli: bool = False, unfired_topup: bool = False, ranks_active: bool = False) -> torch.Tensor:
     """Activate ``n`` candidates chosen by ``rule``; returns the new mask. The candidates are the
     positions neither active in ``mask`` nor ``fixed`` (bool: positions growth must not touch).
 
     ``random_ties``: score ties (gradient, momentum) are broken at random with ``generator``, not by
     index. ``bernoulli`` (random) and ``unfired_topup`` (unfired) select the reference code's inexact
-    variants.
+    variants. ``ranks_active`` (gradient, momentum; reference quirk) is the original's selection: the
+    top n of every position with active ones scored 0, ties in an arbitrary order (here at random
+    with ``generator``), so a tied slot that falls on an active position is lost and fewer than n
+    grow.
     """
     if n <= 0:
         return mask.clone()
@@ -172,6 +193,9 @@ def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
         score = _momentum_score(optimizer_state, weight)
     else:
         raise ValueError(f"unknown growth rule {rule!r}")
+    if ranks_active:
+        score = score.masked_fill(mask, 0.0)
+        return top_k_mask(score, n, exclude=fixed, generator=generator).logical_or_(mask)
     chosen = top_k_mask(score, n, exclude=blocked, generator=generator if random_ties else None)
     return chosen.logical_or_(mask)
 
@@ -191,8 +215,11 @@ class DynamicSparsity:
     def __init__(self, params: Sequence[torch.Tensor], masks: list[torch.Tensor], *, growth: str,
                  initial_prune_rate: float, total_steps: int, update_frequency: int,
                  generator: torch.Generator, fixed: Sequence[torch.Tensor | None] | None = None,
-                 random_ties: bool = True, bernoulli: bool = False, unfired_topup: bool = False):
+                 random_ties: bool = True, bernoulli: bool = False, unfired_topup: bool = False,
+                 threshold_prune: bool = False, ranks_active: bool = False):
         self.params = list(params)
+        self.ranks_active = ranks_active
+        self.prune = magnitude_prune_threshold if threshold_prune else magnitude_prune
         self.masks = masks
         self.fixed = list(fixed) if fixed is not None else [None] * len(self.params)
         self.random_ties = random_ties
@@ -206,7 +233,8 @@ class DynamicSparsity:
         self.fired = [m.clone() for m in masks]  # positions ever active during this task
 
     def due(self, step: int) -> bool:
-        return step % self.update_frequency == 0
+        """An update at every ``update_frequency``-th step; never with 0 (a static mask)."""
+        return self.update_frequency > 0 and step % self.update_frequency == 0
 
     def update(self, step: int, optimizer: torch.optim.Optimizer) -> dict:
         """Prune and regrow every layer in place in ``self.masks``. Returns a summary for the log.
@@ -222,15 +250,16 @@ class DynamicSparsity:
                      for k, v in (optimizer.state.get(p) or {}).items()}
             weight, mask, fired = order(p.detach()), order(mask), order(fired)
             if fixed is None:
-                pruned, removed = magnitude_prune(weight, mask, rate)
+                pruned, removed = self.prune(weight, mask, rate)
             else:
                 fixed = order(fixed)
-                pruned, removed = magnitude_prune(weight, mask & ~fixed, rate)
+                pruned, removed = self.prune(weight, mask & ~fixed, rate)
                 pruned |= mask & fixed
             new = grow(self.growth, weight, pruned, removed, generator=self.generator, fired=fired,
                        grad=None if p.grad is None else order(p.grad), optimizer_state=state,
                        fixed=fixed, random_ties=self.random_ties,
-                       bernoulli=self.bernoulli, unfired_topup=self.unfired_topup)
+                       bernoulli=self.bernoulli, unfired_topup=self.unfired_topup,
+                       ranks_active=self.ranks_active)
             moved += int(torch.count_nonzero(new & ~mask))
             mask.copy_(new)
             fired |= new

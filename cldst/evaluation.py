@@ -58,9 +58,9 @@ def accuracy(learner, j: int, mask_task: int | None = None) -> float:
     sl = task_class_range(i, cfg.num_classes_per_task)
     shift = (j - i) * cfg.num_classes_per_task
     idx = learner.test_idx[j]
-    if cfg.test_augment:  # the original: train transform and shuffled batches of 128
+    if cfg.test_augment:  # the original: train transform, shuffled batches
         idx = idx[torch.randperm(idx.numel(), generator=learner.eval_generator).to(learner.device)]
-    batches = _batches(idx, 128 if cfg.test_augment else cfg.eval_batch_size)
+    batches = _batches(idx, reference_test_batch(cfg) if cfg.test_augment else cfg.eval_batch_size)
     correct = torch.zeros((), device=learner.device, dtype=torch.long)
     with contextlib.ExitStack() as stack:
         if not cfg.eval_batch_stats:
@@ -68,6 +68,12 @@ def accuracy(learner, j: int, mask_task: int | None = None) -> float:
         for batch in batches:
             correct += _count_correct(learner, batch, sl, shift)
     return 100.0 * float(correct) / idx.numel()
+
+
+def reference_test_batch(cfg) -> int:
+    """The original's test batch: 128 in cifar100.py, --batch_size in miniImageNet100.py (which the
+    other image benchmarks follow)."""
+    return 128 if cfg.dataset == "cifar100" else cfg.batch_size
 
 
 def _count_correct(learner, batch: torch.Tensor, sl: slice, shift: int) -> torch.Tensor:

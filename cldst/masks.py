@@ -16,13 +16,15 @@ undoes whatever weight decay or momentum did to frozen or inactive positions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .dst import layer_densities, random_mask
+from .dst import active_count, layer_densities, random_mask
 from .models import head
+from .selection import sample_mask
 
 
 def masked_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -50,6 +52,7 @@ class Backbone:
         self.merged = [torch.zeros_like(p) for p in self.params]
         self.used = [torch.zeros_like(p, dtype=torch.bool) for p in self.params]
         self.task_masks: list[list[torch.Tensor]] = []
+        self.shortfall: dict[str, int] = {}  # reuse none: positions the latest mask lacked, per layer
         head_weight = head(model).weight
         self.head_index = next(i for i, p in enumerate(self.params) if p is head_weight)
 
@@ -58,12 +61,17 @@ class Backbone:
         return [tuple(p.shape) for p in self.params]
 
     def new_task_mask(self, density: float, method: str, generator: torch.Generator,
-                      exact: bool = True, head_rows: slice | None = None) -> list[torch.Tensor]:
+                      exact: bool = True, head_rows: slice | None = None,
+                      reuse: bool = True) -> list[torch.Tensor]:
         """A fresh mask over the whole tensor of every layer, by uniform or ERK densities.
 
         With ``head_rows`` (clean protocol) the head's mask covers only those rows, the task's own
         classes: the densities are those of the task's network, whose head has just these rows.
+        Without ``reuse`` the mask is drawn among the positions no finished task owns; a layer with
+        fewer of them than its count gets them all, and ``shortfall`` says how many it lacked.
         """
+        if not reuse:
+            return self._mask_of_free_positions(density, method, generator, exact, head_rows)
         shapes = self.shapes
         if head_rows is not None:
             h = self.head_index
@@ -76,6 +84,31 @@ class Backbone:
                 full = torch.zeros(p.shape, dtype=torch.bool, device=p.device)
                 full[head_rows] = m
                 m = full
+            masks.append(like_param(m, p))
+        return masks
+
+    def _mask_of_free_positions(self, density: float, method: str, generator: torch.Generator,
+                                exact: bool, head_rows: slice | None) -> list[torch.Tensor]:
+        shapes = self.shapes
+        region = [torch.ones_like(u) for u in self.used]  # where this task's mask may lie
+        if head_rows is not None:
+            h = self.head_index
+            shapes[h] = (head_rows.stop - head_rows.start, *shapes[h][1:])
+            region[h].zero_()
+            region[h][head_rows] = True
+        self.shortfall = {}
+        masks = []
+        for name, p, shape, d, r, u in zip(self.names, self.params, shapes,
+                                           layer_densities(shapes, density, method), region, self.used):
+            allowed = r & ~u
+            free = int(allowed.sum())
+            if exact:
+                want = active_count(math.prod(shape), d)
+                m = sample_mask(allowed, min(want, free), generator)
+                if want > free:
+                    self.shortfall[name] = want - free
+            else:  # Bernoulli draws, as bernoulli_masks, among the free positions
+                m = (torch.rand(tuple(p.shape), generator=generator) < d).to(p.device) & allowed
             masks.append(like_param(m, p))
         return masks
 
@@ -99,15 +132,16 @@ class Backbone:
             for p, m, u, w, w0 in zip(self.params, mask, self.used, self.merged, self.theta0):
                 p.copy_((torch.where(u, w, w0) if free_from_theta0 else w) * m)
 
-    def merge(self, mask: Sequence[torch.Tensor], nonzero_rule: bool = False) -> None:
+    def merge(self, mask: Sequence[torch.Tensor], nonzero_rule: bool = False, overwrite: bool = False) -> None:
         """After a task: its trained free positions join ``merged``; its mask joins ``used``.
 
         ``nonzero_rule`` is the original's merge: every nonzero weight of the task's model is taken,
-        the rest keep the previous merged value.
+        the rest keep the previous merged value. ``overwrite`` (no isolation: fine-tuning) takes
+        every position of the mask, owned ones included.
         """
         with torch.no_grad():
             for p, m, u, w in zip(self.params, mask, self.used, self.merged):
-                take = p != 0 if nonzero_rule else m & ~u
+                take = p != 0 if nonzero_rule else m if overwrite else m & ~u
                 w.copy_(torch.where(take, p, w))
                 u |= m
         self.task_masks.append([m.clone() for m in mask])
@@ -161,11 +195,12 @@ class TaskIsolation:
     """
 
     def __init__(self, backbone: Backbone, mask: list[torch.Tensor], class_slice: slice,
-                 grown_frozen_zero: bool = False):
+                 grown_frozen_zero: bool = False, isolate: bool = True):
         self.backbone = backbone
         self.mask = mask
         self.grown_frozen_zero = grown_frozen_zero
-        used = backbone.used
+        # without isolation (fine-tuning) nothing is frozen: every weight in the mask trains
+        used = backbone.used if isolate else [torch.zeros_like(u) for u in backbone.used]
         # Per layer that holds frozen positions: the float multiplier of the positions it may train
         # (also the gradient multiplier) and its owned values (merged ⊙ used), fixed for the task.
         holds = [bool(u.any()) for u in used]

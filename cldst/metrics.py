@@ -51,8 +51,19 @@ def incremental_accuracy(a) -> list[float]:
     return [float(np.mean(a[-1, : i + 1])) for i in range(a.shape[0])]
 
 
-def summary(a) -> dict[str, float]:
-    return {"acc": average_accuracy(a), "bwt": backward_transfer(a), "forgetting": forgetting(a)}
+FORGETTING_UNDEFINED = ("forgetting is not defined on a final-model matrix: every entry comes from "
+                        "the same model, so max minus last only measures test-augmentation noise")
+
+
+def forgetting_text(value: float | None, spec: str = ".2f") -> str:
+    """Forgetting for printing: the number, or "n/a" where it is undefined (a final-model matrix)."""
+    return "n/a" if value is None or math.isnan(value) else format(value, spec)
+
+
+def summary(a, final_model: bool = False) -> dict[str, float | None]:
+    """ACC, BWT and forgetting; forgetting is None for a final-model matrix (FORGETTING_UNDEFINED)."""
+    return {"acc": average_accuracy(a), "bwt": backward_transfer(a),
+            "forgetting": None if final_model else forgetting(a)}
 
 
 def reference_metrics(a) -> dict:

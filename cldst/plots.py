@@ -24,6 +24,7 @@ import pandas as pd
 import seaborn as sns
 
 from .config import GROWTHS, INITS, ConfigError
+from .metrics import forgetting_text
 from .results import json_column
 
 
@@ -193,7 +194,7 @@ def run_title(run: pd.Series) -> str:
     return (f"Accuracy matrix (%){chosen}\n"
             f"{run['benchmark']}: {run['sparse_init']} init, {run['growth']} growth, sparsity {100 * run['sparsity']:g} %,\n"
             f"update every {int(run['update_frequency'])} steps, seed {int(run['seed'])}: ACC {run['acc']:.1f} %, "
-            f"BWT {run['bwt']:+.2f}, forgetting {run['forgetting']:.2f} (points)")
+            f"BWT {run['bwt']:+.2f}, forgetting {forgetting_text(run['forgetting'])} (points)")
 
 
 def run_accuracy_matrix(table: pd.DataFrame, which: str = "median",

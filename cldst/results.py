@@ -25,7 +25,8 @@ from .runs import METRICS
 
 CONFIG_COLUMNS = [f.name for f in fields(ExperimentConfig)]
 METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "dead_tasks", "total_seconds",
-                  "images_per_s", "ran_on", "acc_matrix", "capacity", *PROVENANCE_COLUMNS]
+                  "images_per_s", "ran_on", "acc_matrix", "capacity", "train_flops_vs_dense",
+                  "inference_flops_vs_dense", "reuse_mean", "reuse", "layer_saturation", *PROVENANCE_COLUMNS]
 
 
 def benchmark_name(dataset: str, num_tasks: int) -> str:
@@ -51,8 +52,22 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "ran_on": metrics.get("device"),
         "acc_matrix": json.dumps(metrics["acc_matrix"]),
         "capacity": json.dumps(metrics["capacity"]),
+        **_flops_columns(metrics.get("flops")),
+        "reuse_mean": metrics.get("reuse_mean"),
+        "reuse": json.dumps(metrics["reuse"]) if "reuse" in metrics else None,
+        "layer_saturation": json.dumps(metrics["layer_saturation"]) if "layer_saturation" in metrics else None,
         **{name: metrics.get(name) for name in PROVENANCE_COLUMNS},
     }
+
+
+def _flops_columns(flops: list[dict] | None) -> dict[str, float | None]:
+    """The run's training MACs over dense training's (all tasks), and the tasks' mean inference
+    MACs over the dense network's; None for runs written before cldst counted them."""
+    if not flops:
+        return {"train_flops_vs_dense": None, "inference_flops_vs_dense": None}
+    dense_train = sum(f["train_macs"] / f["train_vs_dense"] for f in flops)
+    return {"train_flops_vs_dense": sum(f["train_macs"] for f in flops) / dense_train,
+            "inference_flops_vs_dense": float(np.mean([f["inference_vs_dense"] for f in flops]))}
 
 
 def _portable(data_dir: str | None) -> str | None:

@@ -24,6 +24,8 @@ from .config import (
     OPTIMIZERS,
     PROTOCOLS,
     QUIRKS,
+    REUSES,
+    STATIC,
     ExperimentConfig,
 )
 
@@ -42,10 +44,12 @@ HELP: dict[str, str] = {
     "width": "channel multiplier; 1.0 is the original network",
     # sparse training
     "sparse_init": "how each task's mask is drawn (uniform: the same density in every layer)",
-    "growth": "how pruned weights are regrown",
+    "growth": "how pruned weights are regrown (none: a static mask, never updated)",
     "density": "fraction of each task's mask that is active, in (0, 1]",
     "prune_rate": "fraction of active weights pruned at a task's first update; cosine-decays to 0.005",
-    "update_frequency": "optimizer steps between topology updates",
+    "update_frequency": "optimizer steps between topology updates (0: never, a static mask)",
+    "reuse": "all: a task's mask may reuse earlier tasks' frozen weights; none: only free positions",
+    "isolation": "freeze the weights earlier tasks own (false: fine-tuning, later tasks overwrite them)",
     "free_init": "start value of a later task's free weights (theta0: the initial random weights)",
     # optimisation
     "optimizer": "optimizer, a fresh one for every task",
@@ -58,7 +62,7 @@ HELP: dict[str, str] = {
     "seed": "seeds the model init, the masks and the batches",
     # protocol
     "protocol": "what is measured (reference: the original code's behaviour, every quirk on)",
-    "test_augment": "quirk: evaluate with the train augmentation, in shuffled batches of 128",
+    "test_augment": "quirk: evaluate with the train augmentation, in shuffled batches (128 for cifar100, batch_size otherwise)",
     "eval_all_classes": "quirk: argmax over all classes at evaluation, not the task's",
     "final_model_matrix": "quirk: every accuracy-matrix entry from the final model",
     "keep_best_epoch": "quirk: keep the epoch with the best training accuracy",
@@ -69,6 +73,11 @@ HELP: dict[str, str] = {
     "index_tie_break": "quirk: growth-score ties go to the lowest index, not at random",
     "shared_head_rows": "quirk: task masks span every head row, not only the task's classes",
     "eval_batch_stats": "quirk: BatchNorm uses the test batch's statistics at evaluation",
+    "threshold_prune": "quirk: magnitude prune keeps |w| > threshold, so every weight tied at it is pruned",
+    "sgd_nesterov": "quirk: SGD uses Nesterov momentum and its momentum buffer is masked after each step",
+    "keep_last_batch": "quirk: the last partial batch is trained (ceil(N/B) steps per epoch)",
+    "lr_drop_at_zero": "quirk: with epochs=1 the lr milestones are [0, 0], so training runs at lr/100",
+    "growth_ranks_active": "quirk: gradient/momentum growth ranks active positions too (scored 0), so it can fall short",
     # hardware
     "device": "auto (a GPU when there is one), cpu, cuda or cuda:N",
     "amp": "bf16 autocast",
@@ -76,8 +85,9 @@ HELP: dict[str, str] = {
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": DATASETS, "class_order": CLASS_ORDERS, "arch": ARCHS, "sparse_init": INITS, "growth": GROWTHS,
-    "free_init": FREE_INITS, "optimizer": OPTIMIZERS, "protocol": PROTOCOLS,
+    "dataset": DATASETS, "class_order": CLASS_ORDERS, "arch": ARCHS, "sparse_init": INITS,
+    "growth": (*GROWTHS, STATIC), "reuse": REUSES, "free_init": FREE_INITS, "optimizer": OPTIMIZERS,
+    "protocol": PROTOCOLS,
 }
 
 # What a field left None becomes, where neither the dataset nor the protocol's quirks decide it.

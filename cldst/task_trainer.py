@@ -14,13 +14,21 @@ from .masks import Backbone, TaskIsolation
 from .models import head
 
 
-def lr_milestones(epochs: int) -> list[int]:
+def lr_milestones(epochs: int, drop_at_zero: bool = False) -> list[int]:
     """Epochs after which the learning rate is ×0.1: E/2 and 3E/4, as the original.
 
-    A milestone of 0 is dropped: MultiStepLR would apply it before the first step (with E = 1
-    the original trains at lr/100 throughout).
+    A milestone of 0 is dropped, unless ``drop_at_zero`` (reference quirk): MultiStepLR applies it
+    before the first step, so with E = 1 the original trains at lr/100 throughout.
     """
-    return [m for m in (int(epochs / 2), int(epochs * 3 / 4)) if m > 0]
+    return [m for m in (int(epochs / 2), int(epochs * 3 / 4)) if m > 0 or drop_at_zero]
+
+
+def steps_per_epoch(n: int, batch_size: int, keep_last_batch: bool = False) -> int:
+    """Optimizer steps per epoch over n images: full batches only (at least one), or with
+    ``keep_last_batch`` (reference quirk) ceil(n / B), a last batch of one joining the one before."""
+    if not keep_last_batch:
+        return max(1, n // batch_size)
+    return max(1, n // batch_size + (n % batch_size > 1))
 
 
 def epoch_permutation(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -30,25 +38,28 @@ def epoch_permutation(idx: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 def epoch_batches(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, batch_size: int,
                   transform: BatchTransform, generator: torch.Generator,
-                  perm: torch.Tensor | None = None, start: int = 0):
+                  perm: torch.Tensor | None = None, start: int = 0, keep_last_batch: bool = False):
     """One epoch of cldst's data path: batches by index from a seeded permutation of ``idx``, crop,
-    flip and normalise batched on the device. Yields (x, y) for full batches only (BatchNorm with
-    batch statistics is ill-defined on a batch of one), or one batch if ``idx`` holds fewer.
+    flip and normalise batched on the device. Yields (x, y) for full batches only, or one batch if
+    ``idx`` holds fewer; with ``keep_last_batch`` also the last partial batch (see steps_per_epoch:
+    BatchNorm with batch statistics is ill-defined on a batch of one).
 
     ``perm`` (the epoch's permutation, already drawn) and ``start`` (the first batch) continue an
     epoch that a checkpoint interrupted; by default the permutation is drawn at the first batch."""
     n = idx.numel()
     if perm is None:
         perm = epoch_permutation(idx, generator)
-    for b in range(start, max(1, n // batch_size)):
-        batch = perm[b * batch_size:(b + 1) * batch_size]
+    steps = steps_per_epoch(n, batch_size, keep_last_batch)
+    for b in range(start, steps):
+        batch = perm[b * batch_size:n if b == steps - 1 and keep_last_batch else (b + 1) * batch_size]
         yield transform.train(images[batch], generator), labels[batch]
 
 
 def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.sgd_nesterov)
 
 
 class TaskTrainer:
@@ -65,15 +76,20 @@ class TaskTrainer:
         self.class_slice = class_slice
         self.autocast = autocast
         self.params = backbone.params
-        self.isolation = TaskIsolation(backbone, mask, class_slice, grown_frozen_zero=cfg.grown_frozen_zero)
+        self.isolation = TaskIsolation(backbone, mask, class_slice, grown_frozen_zero=cfg.grown_frozen_zero,
+                                       isolate=cfg.isolation)
         self.optimizer = make_optimizer(cfg, model.parameters())
         head_rows = None if cfg.shared_head_rows else class_slice
         self.topology = DynamicSparsity(
             backbone.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
-            total_steps=total_steps, update_frequency=cfg.update_frequency, generator=generator,
-            fixed=backbone.fixed_positions(head_rows, frozen=not cfg.dst_moves_frozen),
+            total_steps=total_steps, update_frequency=0 if cfg.static else cfg.update_frequency,
+            generator=generator,
+            fixed=backbone.fixed_positions(head_rows, frozen=cfg.isolation and not cfg.dst_moves_frozen),
             random_ties=not cfg.index_tie_break,
-            bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup)
+            bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup,
+            threshold_prune=cfg.threshold_prune, ranks_active=cfg.growth_ranks_active)
+        self.mask = mask
+        self.mask_momentum = cfg.optimizer == "sgd" and cfg.sgd_nesterov  # as the original's apply_mask
         self.steps = 0
         self.dead_start: bool | None = None  # decided at the first step
 
@@ -99,7 +115,18 @@ class TaskTrainer:
         if self.topology.due(self.steps):
             update = self.topology.update(self.steps, self.optimizer)
             self.isolation.refresh()
+        if self.mask_momentum:
+            self._mask_momentum_buffers()
         return loss.detach(), all_logits.detach(), update
+
+    @torch.no_grad()
+    def _mask_momentum_buffers(self) -> None:
+        """Reference quirk (sgd_nesterov): SGD's momentum buffer ×= the task's mask after every step
+        and topology update, so momentum growth sees zeros at inactive positions."""
+        for p, m in zip(self.params, self.mask):
+            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(m)
 
 
 @torch.no_grad()

@@ -23,12 +23,15 @@ from .config import ConfigError, ExperimentConfig
 from .data import ImageSplit, load_benchmark, task_class_range
 from .data.transforms import BatchTransform
 from .host_memory import keep_freed_memory
+from .flops import TaskFlops, dense_forward_macs, forward_macs, layer_output_sizes
 from .masks import Backbone
 from .models import build_model
 from .progress import RunObserver
+from .reuse import reuse_metrics
 from .runs import RunDir
 from .seeds import derived_seed, task_seed
 from .task_trainer import TaskTrainer, epoch_batches, epoch_permutation, lr_milestones, make_optimizer  # noqa: F401
+from .task_trainer import steps_per_epoch as _steps_per_epoch
 
 
 def select_device(name: str) -> torch.device:
@@ -53,6 +56,8 @@ class RunState:
     history: list = field(default_factory=list)
     dead_tasks: list = field(default_factory=list)  # tasks whose network could not learn at step 1
     bn_stats: list = field(default_factory=list)  # per task: each BN layer's (mean, var); clean only
+    reuse_shortfall: list = field(default_factory=list)  # reuse none: per task, positions a layer lacked
+    flops: list = field(default_factory=list)  # per task: training and inference MACs, and vs dense
 
     def __post_init__(self) -> None:
         if not self.acc:
@@ -86,6 +91,8 @@ class ContinualLearner:
         self.model = model
         self.forward = torch.compile(model) if cfg.compile else model
         self.backbone = Backbone(model)
+        self.output_sizes = layer_output_sizes(model, tuple(data.train_x.shape[1:]))  # for the FLOPs count
+        self.dense_macs = dense_forward_macs(model, self.output_sizes)
         self.state = RunState(cfg.num_tasks)
         self.eval_generator = torch.Generator().manual_seed(derived_seed(cfg.seed, 2))  # test_augment
         # Set by run_experiment (none of them changes what the run computes):
@@ -108,8 +115,8 @@ class ContinualLearner:
 
     # ------------------------------------------------------------------ training
     def steps_per_epoch(self, t: int) -> int:
-        """Task t's optimizer steps per epoch, as epoch_batches yields them (full batches only)."""
-        return max(1, self.train_idx[t].numel() // self.cfg.batch_size)
+        """Task t's optimizer steps per epoch, as epoch_batches yields them."""
+        return _steps_per_epoch(self.train_idx[t].numel(), self.cfg.batch_size, self.cfg.keep_last_batch)
 
     def train_task(self, t: int, resume: dict | None = None) -> None:
         """Train task t (from ``resume``, a mid-task checkpoint's task state, if given)."""
@@ -118,7 +125,9 @@ class ContinualLearner:
         torch.manual_seed(task_seed(cfg.seed, t))
         sl = task_class_range(t, cfg.num_classes_per_task)
         mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks,
-                                head_rows=None if cfg.shared_head_rows else sl)
+                                head_rows=None if cfg.shared_head_rows else sl, reuse=cfg.reuse == "all")
+        if bb.shortfall:
+            self._report_shortfall(t, bb.shortfall)
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
         idx = self.train_idx[t]
         n, bs = idx.numel(), cfg.batch_size
@@ -126,11 +135,13 @@ class ContinualLearner:
         total = steps_per_epoch * cfg.epochs
         trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self._autocast)
         opt = trainer.optimizer
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg.epochs), gamma=0.1)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=lr_milestones(cfg.epochs, cfg.lr_drop_at_zero),
+                                                     gamma=0.1)
         if resume is None:
             pos = ckpt.TaskPosition(self.device)
         else:
             pos = ckpt.restore_task(resume, self.model, trainer, sched, gen, self.device)
+        flops = TaskFlops(bb.names, self.output_sizes, self.dense_macs, cfg.growth, mask, total=pos.train_macs)
         save = lambda: self._save_task(ckpt.task_state(t, pos, self.model, trainer, sched, gen))  # noqa: E731
         self.model.train()
         started = time.perf_counter() - pos.elapsed
@@ -141,7 +152,7 @@ class ContinualLearner:
             if pos.perm is None:
                 pos.perm = epoch_permutation(idx, gen)
             for x, y in epoch_batches(self.train_x, self.train_y, idx, bs, self.transform, gen,
-                                      perm=pos.perm, start=pos.batch):
+                                      perm=pos.perm, start=pos.batch, keep_last_batch=cfg.keep_last_batch):
                 y = y - sl.start
                 loss, all_logits, update = trainer.step(x, y)
                 if trainer.steps == 1 and trainer.dead_start:
@@ -149,6 +160,8 @@ class ContinualLearner:
                     tqdm.write(f"cldst: warning: task {t + 1} starts dead (the features its head reads do not "
                                "depend on the input, or no masked weight gets a gradient): it cannot learn",
                                file=sys.stderr)
+                flops.step(y.numel(), update is not None)
+                pos.train_macs = flops.total
                 if update is not None:
                     self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
                     self.observer.update(t, update)
@@ -166,7 +179,7 @@ class ContinualLearner:
                     save()
                     raise ckpt.Preempted(self._stopped_message(t, epoch, pos.batch))
             sched.step()
-            count = steps_per_epoch * min(n, bs)
+            count = n if cfg.keep_last_batch else steps_per_epoch * min(n, bs)
             row = dict(kind="epoch", task=t, epoch=epoch, step=trainer.steps, loss=float(pos.loss_sum) / count,
                        train_acc=100.0 * float(pos.correct) / count, lr=opt.param_groups[0]["lr"],
                        seconds=time.perf_counter() - started)
@@ -176,6 +189,7 @@ class ContinualLearner:
             if cfg.keep_best_epoch and row["train_acc"] > pos.best_acc:
                 pos.best_acc = row["train_acc"]
                 pos.best_weights = [p.detach().clone() for p in self.model.parameters()]
+                pos.best_mask = [m.clone() for m in mask]  # the original saves the mask with them
             pos.next_epoch()
             pos.elapsed = time.perf_counter() - started
             self.observer.epoch(t, row, pos.seen, total, trainer.steps)
@@ -186,23 +200,31 @@ class ContinualLearner:
                     save()
             if stop:
                 raise ckpt.Preempted(self._stopped_message(t, epoch + 1, 0))
-        best_weights = pos.best_weights
+        best_weights, best_mask = pos.best_weights, pos.best_mask
         seen = pos.seen
         bar.close()
-        if best_weights is not None:  # reference quirk: the best training-accuracy epoch's weights
+        if best_weights is not None:  # reference quirk: the best training-accuracy epoch's weights and mask
             with torch.no_grad():
                 for p, w in zip(self.model.parameters(), best_weights):
                     p.copy_(w)
+                for m, b in zip(mask, best_mask):
+                    m.copy_(b)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        bb.merge(mask, nonzero_rule=cfg.keep_best_epoch)
+        bb.merge(mask, nonzero_rule=cfg.keep_best_epoch, overwrite=not cfg.isolation)
         st = self.state
         if not cfg.eval_batch_stats:
+            if not cfg.isolation:  # earlier tasks' weights have changed: their statistics too
+                st.bn_stats[:] = [self.task_statistics(j) for j in range(t)]
             st.bn_stats.append(self.task_statistics(t))
         st.task_seconds.append(seconds)
         st.images_per_s.append(seen / seconds)
         st.capacity.append(bb.capacity())
+        # RigL's accounting (cldst/flops.py): dense training is 3 forward passes per example
+        st.flops.append({"train_macs": flops.total, "train_vs_dense": flops.total / (3 * self.dense_macs * seen),
+                         "inference_macs": (f := forward_macs(mask, self.output_sizes, bb.names)),
+                         "inference_vs_dense": f / self.dense_macs})
         for name, d in bb.mask_densities(mask, None if cfg.shared_head_rows else sl).items():
             st.layer_density.setdefault(name, []).append(d)
 
@@ -258,12 +280,16 @@ class ContinualLearner:
             "status": "finished",
             "protocol": self.cfg.protocol,
             "acc_matrix": M.to_json_matrix(a),
-            **M.summary(a),
+            **M.summary(a, final_model=self.cfg.final_model_matrix),
+            **({"forgetting_note": M.FORGETTING_UNDEFINED} if self.cfg.final_model_matrix else {}),
             "capacity": st.capacity,
             "layer_density": st.layer_density,
             "task_seconds": st.task_seconds,
             "images_per_s": st.images_per_s,
+            "flops": st.flops,
+            **reuse_metrics(self.backbone.task_masks, self.backbone.names),
             "dead_tasks": st.dead_tasks,
+            **({"reuse_shortfall": st.reuse_shortfall} if self.cfg.reuse == "none" else {}),
             "total_seconds": float(sum(st.task_seconds)),
             "data": self.data_info,
             "device": str(self.device),
@@ -285,6 +311,14 @@ class ContinualLearner:
             self.run_dir.write_history(self.state.history)
             self.run_dir.write_checkpoint({**self.checkpoint(), "task": task})
             self.checkpoint_timer.written()
+
+    def _report_shortfall(self, t: int, shortfall: dict[str, int]) -> None:
+        """reuse none: a layer without enough free positions; said once per task, and recorded."""
+        worst = max(shortfall, key=shortfall.get)
+        self.state.reuse_shortfall.append({"task": t, **shortfall})
+        tqdm.write(f"cldst: warning: reuse=none: task {t + 1} finds too few free positions in {len(shortfall)} "
+                   f"layer(s) (most in {worst}: {shortfall[worst]} missing); its mask there is smaller",
+                   file=sys.stderr)
 
     def _stopped_message(self, t: int, epoch: int, batch: int) -> str:
         where = f"task {t + 1}, epoch {epoch + 1}" + (f", batch {batch + 1}" if batch else "")

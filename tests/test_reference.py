@@ -1,11 +1,14 @@
-"""One test per reference-protocol quirk, each on a tiny model (REFERENCE.md, items marked quirk)."""
+"""One test per reference-protocol quirk, each on a tiny model (docs/reference-protocol.md)."""
 
 import pytest
 import torch
 
-from cldst.dst import active_count, grow, layer_densities
+from cldst import evaluation
+from cldst.config import ExperimentConfig
+from cldst.dst import active_count, grow, layer_densities, magnitude_prune, magnitude_prune_threshold
 from cldst.masks import Backbone, TaskIsolation
 from cldst.models import ResNet18
+from cldst.task_trainer import epoch_batches, lr_milestones, make_optimizer, steps_per_epoch
 from cldst.train import ContinualLearner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,17 +66,24 @@ def test_reference_metrics_have_the_originals_names(tiny_cfg):
 def test_keep_best_epoch_merges_the_best_training_accuracy_epoch(tiny_cfg, monkeypatch):
     cfg = tiny_cfg(num_tasks=2, num_classes=4, epochs=4, keep_best_epoch=True)
     learner = ContinualLearner(cfg, progress=False)
-    snapshots = []
+    snapshots, mask_snapshots, drawn = [], [], []
     step = torch.optim.lr_scheduler.MultiStepLR.step
+    new_task_mask = Backbone.new_task_mask
+
+    def capture(self, *args, **kwargs):  # the task's mask list, which DST updates in place
+        drawn.append(new_task_mask(self, *args, **kwargs))
+        return drawn[-1]
 
     def record(self, *args, **kwargs):  # called at construction, then at the end of every epoch
         snapshots.append([p.detach().clone() for p in learner.backbone.params])
+        mask_snapshots.append([m.clone() for m in drawn[-1]])
         step(self, *args, **kwargs)
         if len(snapshots) == 4:  # wreck the last epoch, so that the best one is earlier
             for group in self.optimizer.param_groups:
                 group["lr"] = 10.0
 
     monkeypatch.setattr(torch.optim.lr_scheduler.MultiStepLR, "step", record)
+    monkeypatch.setattr(Backbone, "new_task_mask", capture)
     learner.train_task(0)
     accs = [r["train_acc"] for r in learner.state.history if r["kind"] == "epoch"]
     best = accs.index(max(accs))
@@ -81,6 +91,13 @@ def test_keep_best_epoch_merges_the_best_training_accuracy_epoch(tiny_cfg, monke
     assert len(snapshots) == 1 + 4
     for merged, w in zip(learner.backbone.merged, snapshots[1 + best]):
         assert torch.equal(merged, w)  # nonzero rule onto an all-zero merged model: the snapshot itself
+    # the mask saved with those weights is the task's mask: for freezing, merging and evaluation
+    best_mask, last_mask = mask_snapshots[1 + best], mask_snapshots[-1]
+    assert any(not torch.equal(b, m) for b, m in zip(best_mask, last_mask))  # DST moved it after
+    for recorded, used, b, merged in zip(learner.backbone.task_masks[0], learner.backbone.used, best_mask,
+                                         learner.backbone.merged):
+        assert torch.equal(recorded, b) and torch.equal(used, b)
+        assert int(torch.count_nonzero(merged[~b])) == 0  # no trained value outside every mask
 
 
 @pytest.mark.parametrize("quirk", [False, True])
@@ -168,3 +185,153 @@ def test_cli_reference_and_clean_both_finish(tmp_path):
     ref = json.loads((tmp_path / "reference" / "metrics.json").read_text())
     assert clean["bwt"] == 0.0 and "reference_metrics" not in clean
     assert ref["acc_matrix"][0][1] is not None and "Average BWT" in ref["reference_metrics"]
+
+
+def test_threshold_prune_removes_every_tied_weight():
+    weight = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, 0.7, 0.9, 1.1, 0.3, 0.0])
+    mask = torch.tensor([True] * 9 + [False])  # 4 active exact zeros, 5 nonzero, 1 inactive
+    exact, removed = magnitude_prune(weight, mask, 0.2)  # k = ceil(0.2 · 9) = 2
+    assert removed == 2 and int(exact.sum()) == 7
+    ref, removed = magnitude_prune_threshold(weight, mask, 0.2)
+    assert removed == 4 and ref.tolist() == [False] * 4 + [True] * 5 + [False]  # every zero goes
+    ref, removed = magnitude_prune_threshold(weight, mask, 0.6)  # k = 6: thr = 0.5, the 6th smallest
+    assert removed == 6 and ref.tolist() == [False] * 5 + [True, True, True, False, False]
+    ref, removed = magnitude_prune_threshold(weight, mask, 0.0)  # k = 0: the original keeps w != 0
+    assert removed == 4 and int(ref.sum()) == 5
+
+
+def test_threshold_prune_is_what_the_reference_topology_update_uses(tiny_cfg):
+    from cldst.task_trainer import TaskTrainer
+
+    for quirk, expected in ((False, magnitude_prune), (True, magnitude_prune_threshold)):
+        learner = ContinualLearner(tiny_cfg(threshold_prune=quirk), progress=False)
+        bb = learner.backbone
+        mask = bb.new_task_mask(0.2, "ERK", torch.Generator().manual_seed(0))
+        trainer = TaskTrainer(learner.cfg, learner.model, learner.forward, bb, mask, slice(0, 2), 10,
+                              torch.Generator().manual_seed(0), learner._autocast)
+        assert trainer.topology.prune is expected
+
+
+def test_sgd_nesterov_masks_the_momentum_buffer(tiny_cfg):
+    from cldst.task_trainer import TaskTrainer
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    assert make_optimizer(tiny_cfg(optimizer="sgd", sgd_nesterov=True), params).defaults["nesterov"] is True
+    assert make_optimizer(tiny_cfg(optimizer="sgd"), params).defaults["nesterov"] is False
+    inactive_momentum = {}
+    for quirk in (False, True):
+        learner = ContinualLearner(tiny_cfg(optimizer="sgd", lr=0.01, sgd_nesterov=quirk, update_frequency=1000),
+                                   progress=False)
+        bb = learner.backbone
+        mask = bb.new_task_mask(0.2, "ERK", torch.Generator().manual_seed(0))
+        bb.start_weights(mask, free_from_theta0=True)
+        trainer = TaskTrainer(learner.cfg, learner.model, learner.forward, bb, mask, slice(0, 2), 10,
+                              torch.Generator().manual_seed(0), learner._autocast)
+        x = learner.transform.normalise(learner.train_x[:32])
+        y = (learner.train_y[:32] % 2).long()
+        for _ in range(2):
+            trainer.step(x, y)
+        inactive_momentum[quirk] = sum(
+            float(trainer.optimizer.state[p]["momentum_buffer"][~m].abs().sum()) for p, m in zip(bb.params, mask))
+    assert inactive_momentum[False] > 0 and inactive_momentum[True] == 0.0
+
+
+def test_sgd_nesterov_needs_momentum():
+    from cldst.config import ConfigError
+
+    with pytest.raises(ConfigError, match="momentum=0"):
+        ExperimentConfig(optimizer="sgd", momentum=0, protocol="reference")
+    ExperimentConfig(optimizer="sgd", momentum=0)  # clean: plain SGD
+
+
+@pytest.mark.parametrize("n,batch,steps,sizes", [(50, 16, 4, [16, 16, 16, 2]), (49, 16, 3, [16, 16, 17]),
+                                                 (48, 16, 3, [16, 16, 16]), (10, 16, 1, [10])])
+def test_keep_last_batch_trains_every_image(n, batch, steps, sizes):
+    from cldst.data.transforms import BatchTransform
+
+    images = torch.zeros(n, 1, 4, 4, dtype=torch.uint8)
+    labels = torch.arange(n)
+    transform = BatchTransform((0.5,), (0.5,), "cpu", pad=0, hflip=False)
+    got = list(epoch_batches(images, labels, torch.arange(n), batch, transform, torch.Generator().manual_seed(0),
+                             keep_last_batch=True))
+    assert steps_per_epoch(n, batch, keep_last_batch=True) == steps
+    assert [y.numel() for _, y in got] == sizes
+    assert sorted(torch.cat([y for _, y in got]).tolist()) == list(range(n))  # every image, once
+    assert steps_per_epoch(n, batch) == max(1, n // batch)  # clean: full batches only
+
+
+def test_keep_last_batch_sets_the_steps_and_the_prune_schedule(tiny_cfg):
+    for quirk in (False, True):
+        learner = ContinualLearner(tiny_cfg(num_tasks=2, num_classes=4, batch_size=48, keep_last_batch=quirk),
+                                   progress=False)
+        n = learner.train_idx[0].numel()
+        learner.train_task(0)
+        row = next(r for r in learner.state.history if r["kind"] == "epoch")
+        assert n % 48 > 1
+        assert row["step"] == (-(-n // 48) if quirk else n // 48)
+
+
+def test_lr_drop_at_zero_trains_one_epoch_at_a_hundredth(tiny_cfg):
+    assert lr_milestones(1) == [] and lr_milestones(1, drop_at_zero=True) == [0, 0]
+    assert lr_milestones(4) == lr_milestones(4, drop_at_zero=True) == [2, 3]
+    for quirk, factor in ((False, 1.0), (True, 0.01)):
+        learner = ContinualLearner(tiny_cfg(num_tasks=2, num_classes=4, lr_drop_at_zero=quirk), progress=False)
+        learner.train_task(0)
+        row = next(r for r in learner.state.history if r["kind"] == "epoch")
+        assert row["lr"] == pytest.approx(1e-3 * factor)
+
+
+@pytest.mark.parametrize("dataset,expected", [("cifar100", 128), ("split-mnist", 16), ("miniimagenet", 16)])
+def test_reference_test_batch_is_the_original_scripts(dataset, expected):
+    num_classes = 10 if dataset == "split-mnist" else 100
+    cfg = ExperimentConfig(dataset=dataset, num_classes=num_classes, num_tasks=5 if num_classes == 10 else 10,
+                           batch_size=16, protocol="reference")
+    assert evaluation.reference_test_batch(cfg) == expected
+
+
+def test_test_augment_batches_are_the_training_batch_size(tiny_cfg, monkeypatch):
+    learner = trained(tiny_cfg(num_tasks=2, num_classes=4, batch_size=16, test_augment=True,
+                               eval_batch_stats=True))
+    sizes = []
+    count = evaluation._count_correct
+    monkeypatch.setattr(evaluation, "_count_correct",
+                        lambda lr, batch, sl, shift: sizes.append(batch.numel()) or count(lr, batch, sl, shift))
+    learner.evaluate(0)
+    n = learner.test_idx[0].numel()
+    assert sum(sizes) == n and max(sizes) == 16 and len(sizes) == -(-n // 16) - (n % 16 == 1)
+
+
+def test_forgetting_is_null_under_a_final_model_matrix(tiny_cfg):
+    m = ContinualLearner(tiny_cfg(final_model_matrix=True), progress=False).run()
+    assert m["forgetting"] is None and "test-augmentation noise" in m["forgetting_note"]
+    clean = ContinualLearner(tiny_cfg(), progress=False).run()
+    assert clean["forgetting"] == 0.0 and "forgetting_note" not in clean
+
+
+def test_new_quirks_leave_clean_run_ids_unchanged_and_change_reference_ones():
+    clean = ExperimentConfig()
+    d = clean.to_dict()
+    assert all(d[k] is False for k in ("threshold_prune", "sgd_nesterov", "keep_last_batch", "lr_drop_at_zero",
+                                       "growth_ranks_active"))
+    assert ExperimentConfig(threshold_prune=False).run_id() == clean.run_id()
+    ref = ExperimentConfig(protocol="reference")
+    assert ExperimentConfig(protocol="reference", threshold_prune=False).run_id() != ref.run_id()
+
+
+@pytest.mark.parametrize("rule", ["gradient", "momentum"])
+def test_growth_ranking_active_positions_can_fall_short(rule):
+    mask = torch.zeros(100, dtype=torch.bool)
+    mask[:60] = True  # 60 active; 40 inactive, of which only 2 have a nonzero score
+    score = torch.zeros(100)
+    score[[70, 90]] = torch.tensor([0.5, 0.2])
+    kwargs = dict(grad=score) if rule == "gradient" else dict(optimizer_state={"momentum_buffer": score})
+    counts = set()
+    for seed in range(6):
+        gen = torch.Generator().manual_seed(seed)
+        exact = grow(rule, torch.zeros(100), mask, 10, generator=gen, random_ties=True, **kwargs)
+        assert int(exact.sum()) == 70 and bool(exact[[70, 90]].all())
+        ref = grow(rule, torch.zeros(100), mask, 10, generator=gen, ranks_active=True, **kwargs)
+        assert bool(ref[[70, 90]].all()) and bool(ref[:60].all())  # the scored ones first; nothing lost
+        counts.add(int(ref.sum()) - 60)
+    # 8 tied slots fall among 98 zero-scored positions, 60 of them active: most are lost
+    assert max(counts) < 10 and min(counts) >= 2

@@ -46,6 +46,7 @@ def test_expand_grid_is_the_cartesian_product():
 
 SHIPPED_GRIDS = {  # grid file → (runs, dataset, tasks, epochs per task)
     "demo-split-mnist": (54, "split-mnist", 5, 3),
+    "protocol-ablation": (168, "split-mnist", 5, 2),
     "paper-cifar100-5task": (72, "cifar100", 5, 100),
     "paper-cifar100-10task": (72, "cifar100", 10, 100),
     "paper-cifar100-20task": (72, "cifar100", 20, 100),

@@ -1,0 +1,164 @@
+"""Figures and results-table summaries of task capacity and reuse (definitions: cldst/reuse.py).
+
+Tasks are numbered from 1 in the figures, as in cldst/plots.py. The results-table functions read the
+JSON columns ``reuse`` (a run's R) and ``layer_saturation`` (layer name → saturation task or null).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.patches import Rectangle
+
+from .config import GROWTHS, INITS, ConfigError
+from .plots import styled
+from .reuse import reuse_summary
+
+
+# ---------------------------------------------------------------------- one run's figures
+def short_name(name: str) -> str:
+    """``layer2.0.shortcut.0.weight`` → ``L2.0.sc.0``; ``layers.3.conv1.weight`` → ``3.conv1``."""
+    name = name.removesuffix(".weight").replace("shortcut", "sc")
+    if name.startswith("layers."):
+        return name.removeprefix("layers.")
+    return "L" + name.removeprefix("layer") if name.startswith("layer") else name
+
+
+@styled
+def reuse_heatmap(matrix: Sequence[Sequence[float | None]], title: str | None = None) -> plt.Figure:
+    """R (%) as a T×T heatmap: row t = task t's mask, column s = the task owning those weights;
+    the diagonal (outlined) is the new part, the weights task t took from the free pool."""
+    a = 100 * np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    t = a.shape[0]
+    labels = [str(i + 1) for i in range(t)]
+    fig, ax = plt.subplots(figsize=(2.0 + 0.75 * t, 1.6 + 0.6 * t))
+    sns.heatmap(pd.DataFrame(a, index=labels, columns=labels), annot=True, fmt=".0f", mask=np.isnan(a),
+                vmin=0, vmax=100, cmap="viridis", ax=ax, cbar_kws={"label": "share of the task's weights (%)"},
+                annot_kws={"size": 8 if t > 6 else 10})
+    for i in range(t):
+        ax.add_patch(Rectangle((i, i), 1, 1, fill=False, edgecolor="white", lw=2))
+    ax.set(xlabel="owner task (diagonal: new weights, owned by the row's task)", ylabel="task",
+           title=title or (f"Where each task's weights come from (%), mean reuse "
+                           f"{100 * reuse_summary(matrix):.0f} %\nrow: a task's mask; column: the task that owns "
+                           "those weights"))
+    ax.title.set_fontsize(10)
+    ax.grid(False)
+    return fig
+
+
+@styled
+def layer_capacity(capacity: Mapping[str, Sequence[float]], threshold: float = 1.0) -> plt.Figure:
+    """Per layer (rows), the capacity (%) owned after each task (columns); saturated cells hatched."""
+    names = list(capacity)
+    a = 100 * np.array([list(capacity[n]) for n in names], dtype=float)
+    layers, t = a.shape
+    full = a >= 100 * threshold
+    labels = np.where(full, "full", np.vectorize(lambda v: f"{v:.0f}")(a)) if layers * t <= 200 else False
+    fig, ax = plt.subplots(figsize=(2.8 + 0.6 * t, 1.4 + 0.26 * layers))
+    sns.heatmap(pd.DataFrame(a, index=[short_name(n) for n in names], columns=[str(i + 1) for i in range(t)]),
+                annot=labels, fmt="", vmin=0, vmax=100, cmap="viridis", ax=ax,
+                cbar_kws={"label": "positions owned (%)"}, annot_kws={"size": 7})
+    for r, c in zip(*np.nonzero(full)):
+        ax.add_patch(Rectangle((c, r), 1, 1, fill=False, hatch="//", edgecolor=(1, 1, 1, 0.35), lw=0))
+    ax.set(xlabel="after training task", ylabel="",
+           title="Capacity of each layer (%): positions owned by some task\n"
+                 "hatched, full: saturated, no free weights left")
+    ax.title.set_fontsize(10)
+    ax.tick_params(axis="y", labelsize=8, rotation=0)
+    ax.grid(False)
+    return fig
+
+
+# ---------------------------------------------------------------------- the results table
+def _need(table: pd.DataFrame, column: str) -> None:
+    if column not in table.columns:
+        hint = ("it comes from runs that record reuse (cldst/reuse.py), collected with `cldst results DIR`"
+                if column in ("reuse", "layer_saturation") else "make the table with `cldst results DIR`")
+        raise ConfigError(f"the results table has no {column!r} column: {hint}")
+
+
+def _sorted_values(name: str, values) -> list:
+    """Sorted, with inits and growth rules in the config's order."""
+    order = {"sparse_init": INITS, "growth": GROWTHS}.get(name)
+    return sorted(values) if order is None else sorted(values, key=lambda v: (order + (v,)).index(v))
+
+
+def _recorded(table: pd.DataFrame, column: str) -> tuple[pd.DataFrame, list]:
+    """The rows with a value in the JSON ``column`` (older runs leave it empty), and those values."""
+    _need(table, column)
+    rows = table[table[column].notna() & (table[column].astype(str).str.strip() != "")]
+    if rows.empty:
+        raise ConfigError(f"no run of the results table has a value in its {column!r} column")
+    return rows, [json.loads(v) if isinstance(v, str) else v for v in rows[column]]
+
+
+def mean_reuse_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean reused fraction (reuse_summary of each run, then the mean over seeds): rows benchmark,
+    sparsity (update frequency where it varies) and init, columns growth, as results.acc_summary."""
+    for k in ("reuse", "sparse_init", "growth", "sparsity"):
+        _need(table, k)
+    rows, matrices = _recorded(table, "reuse")
+    rows = rows.assign(reused=[reuse_summary(m) for m in matrices])
+    keys = [k for k in ("benchmark", "sparsity", "sparse_init") if k in rows.columns]
+    if "update_frequency" in rows.columns and rows["update_frequency"].nunique() > 1:
+        keys.insert(keys.index("sparse_init"), "update_frequency")
+    out = rows.groupby([*keys, "growth"])["reused"].mean().unstack("growth")
+    out = out.reindex(columns=_sorted_values("growth", out.columns))
+    init_rank = {v: k for k, v in enumerate(_sorted_values("sparse_init", rows["sparse_init"].unique()))}
+    out = out.reindex(sorted(out.index, key=lambda r: (*r[:-1], init_rank[r[-1]])))
+    out.index = pd.MultiIndex.from_tuples(
+        [tuple(f"{100 * v:g} %" if k == "sparsity" else v for k, v in zip(keys, r)) for r in out.index],
+        names=[k.replace("_", " ") for k in keys])
+    return out
+
+
+def saturation_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per layer (rows, in the runs' order), the median task (from 1) at which it saturates, for
+    each benchmark, init, growth and sparsity (columns); "never" counts as after every task, and a
+    median of never is NaN."""
+    for k in ("layer_saturation", "sparse_init", "growth", "sparsity"):
+        _need(table, k)
+    rows, sats = _recorded(table, "layer_saturation")
+    layers = list(dict.fromkeys(n for s in sats for n in s))
+    if not layers:
+        raise ConfigError("the 'layer_saturation' column of the results table names no layer")
+    keys = [k for k in ("benchmark", "sparse_init", "growth", "sparsity") if k in rows.columns]
+    long = pd.DataFrame([{**dict(zip(keys, r)), "layer": n, "task": np.inf if s.get(n) is None else s[n] + 1}
+                         for r, s in zip(rows[keys].itertuples(index=False), sats) for n in s])
+    med = long.groupby([*keys, "layer"])["task"].median().replace(np.inf, np.nan).unstack(keys)
+    cols = sorted(med.columns, key=lambda c: tuple(
+        _sorted_values(k, rows[k].unique()).index(v) for k, v in zip(keys, c)))
+    return med.reindex(index=layers, columns=cols)
+
+
+@styled
+def saturation_figure(table: pd.DataFrame) -> plt.Figure:
+    """Heatmap of saturation_table: one panel per benchmark (its own layers), a column per
+    init / growth / sparsity; blank where the layer (median over seeds) never saturates."""
+    _need(table, "layer_saturation")
+    benches = list(dict.fromkeys(table["benchmark"])) if "benchmark" in table.columns else [None]
+    panels = [saturation_table(table if b is None else table[table["benchmark"] == b]) for b in benches]
+    finite = [v for p in panels for v in p.to_numpy(dtype=float).ravel() if np.isfinite(v)]
+    vmax = max(finite, default=1.0)
+    width = max(len(p.columns) for p in panels)
+    fig, axes = plt.subplots(1, len(benches), squeeze=False, layout="constrained",
+                             figsize=(2.2 + len(benches) * (1.0 + 0.8 * width), 2.4 + 0.26 * max(map(len, panels))))
+    for k, (ax, bench, panel) in enumerate(zip(axes[0], benches, panels)):
+        keys = [n for n in panel.columns.names if n != "benchmark"]
+        labels = ["\n".join(f"{100 * v:g} %" if n == "sparsity" else str(v) for n, v in zip(panel.columns.names, c)
+                            if n != "benchmark") for c in panel.columns]
+        data = pd.DataFrame(panel.to_numpy(dtype=float), index=[short_name(n) for n in panel.index], columns=labels)
+        sns.heatmap(data, annot=data.size <= 400, fmt="g", mask=data.isna(), vmin=1, vmax=max(vmax, 1.0),
+                    cmap="magma_r", ax=ax, cbar=k == len(benches) - 1, annot_kws={"size": 8},
+                    cbar_kws={"label": "task (median over seeds)"})
+        ax.set(title=bench or "", xlabel=" / ".join(n.replace("_", " ") for n in keys), ylabel="")
+        ax.tick_params(axis="x", labelsize=8, rotation=0)
+        ax.tick_params(axis="y", labelsize=8, rotation=0)
+        ax.grid(False)
+    fig.suptitle("Task after which each layer has no free weights left (blank: never)", fontsize=11)
+    return fig
