@@ -20,7 +20,7 @@ KERNELSPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 TORCH_INDEX_cpu := --index-url https://download.pytorch.org/whl/cpu
 TORCH_INDEX := $(TORCH_INDEX_$(TORCH))
 
-.PHONY: test demo study-real notebooks install lab clean
+.PHONY: test demo baselines protocol-ablation study-real notebooks install lab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,28 @@ study-real: install
 		-p results_csv $(STUDY_DIR)/results.csv -p figures_dir $(STUDY_DIR)
 	$(BIN)/cldst run -f presets/split-cifar10.yaml --width 0.25 --epochs 2 --batch_size 32 \
 		--update_frequency 20 --out runs/study-split-cifar10 --resume
+
+# The baselines grid (static, the four growth rules, no reuse, fine-tuning, dense isolated; 45 runs,
+# about 10 min on 2 cores), its table (committed) and figures 7 and 8 (figures.ipynb).
+BASELINES := sweeps/baselines-split-mnist
+BASELINES_TABLE := figures/baselines-split-mnist/results.csv
+baselines: install
+	$(BIN)/cldst sweep grids/baselines-split-mnist.yaml --jobs $(JOBS)
+	$(BIN)/cldst results $(BASELINES) --out $(BASELINES_TABLE)
+	$(BIN)/papermill notebooks/figures.ipynb $(BASELINES)/figures.ipynb --log-level WARNING \
+		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES_TABLE) -p figures_dir figures
+	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
+
+# What each reference-protocol quirk costs (112 Split-MNIST runs, about 40 min on 2 cores): the
+# table (committed) and protocols.ipynb's figure and checked outputs refreshed from it.
+ABLATION := sweeps/protocol-ablation
+ABLATION_TABLE := figures/protocol-ablation/results.csv
+protocol-ablation: install
+	$(BIN)/cldst sweep grids/protocol-ablation.yaml --jobs $(JOBS)
+	$(BIN)/cldst results $(ABLATION) --out $(ABLATION_TABLE)
+	$(BIN)/papermill notebooks/protocols.ipynb $(ABLATION)/protocols.ipynb --log-level WARNING \
+		-p ablation_csv $(ABLATION_TABLE)
+	$(BIN)/python tools/refresh_notebooks.py notebooks/protocols.ipynb
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

@@ -165,16 +165,19 @@ def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
          generator: torch.Generator | None = None, fired: torch.Tensor | None = None,
          grad: torch.Tensor | None = None, optimizer_state: dict | None = None,
          fixed: torch.Tensor | None = None, random_ties: bool = False,
-         bernoulli: bool = False, unfired_topup: bool = False, ranks_active: bool = False) -> torch.Tensor:
+         bernoulli: bool = False, unfired_topup: bool = False, ranks_active: bool = False,
+         logical: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Activate ``n`` candidates chosen by ``rule``; returns the new mask. The candidates are the
     positions neither active in ``mask`` nor ``fixed`` (bool: positions growth must not touch).
 
     ``random_ties``: score ties (gradient, momentum) are broken at random with ``generator``, not by
     index. ``bernoulli`` (random) and ``unfired_topup`` (unfired) select the reference code's inexact
     variants. ``ranks_active`` (gradient, momentum; reference quirk) is the original's selection: the
-    top n of every position with active ones scored 0, ties in an arbitrary order (here at random
-    with ``generator``), so a tied slot that falls on an active position is lost and fewer than n
-    grow.
+    first n of a descending ``torch.sort`` of every position's score, active ones scored 0, in the
+    weight's logical (row-major) order, which ``logical`` gives for the tensors passed here. A
+    tied slot that falls on an active position is lost, so fewer than n grow. The sort is not
+    stable: ties come in the order of the device's sort algorithm (on the CPU, largely from the
+    high indices), as in the original on the same device.
     """
     if n <= 0:
         return mask.clone()
@@ -194,10 +197,25 @@ def grow(rule: str, weight: torch.Tensor, mask: torch.Tensor, n: int, *,
     else:
         raise ValueError(f"unknown growth rule {rule!r}")
     if ranks_active:
-        score = score.masked_fill(mask, 0.0)
-        return top_k_mask(score, n, exclude=fixed, generator=generator).logical_or_(mask)
+        return mask | _sorted_first(score.masked_fill(mask, 0.0), n, fixed, logical)
     chosen = top_k_mask(score, n, exclude=blocked, generator=generator if random_ties else None)
     return chosen.logical_or_(mask)
+
+
+def _sorted_first(score: torch.Tensor, n: int, fixed: torch.Tensor | None,
+                  logical: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    """The first n positions of a descending sort of ``score`` in logical order (fixed ones last)."""
+    if fixed is not None:
+        score = score.masked_fill(fixed, -1.0)
+    view = logical or (lambda t: t)
+    flat = view(score).reshape(-1)  # a row-major copy of the logical tensor
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    chosen[torch.sort(flat, descending=True).indices[:n]] = True
+    out = torch.zeros_like(score, dtype=torch.bool)
+    view(out).copy_(chosen.view(view(out).shape))
+    if fixed is not None:
+        out &= ~fixed
+    return out
 
 
 # ---------------------------------------------------------------------- one task's topology
@@ -259,11 +277,18 @@ class DynamicSparsity:
                        grad=None if p.grad is None else order(p.grad), optimizer_state=state,
                        fixed=fixed, random_ties=self.random_ties,
                        bernoulli=self.bernoulli, unfired_topup=self.unfired_topup,
-                       ranks_active=self.ranks_active)
+                       ranks_active=self.ranks_active, logical=_logical_order(p))
             moved += int(torch.count_nonzero(new & ~mask))
             mask.copy_(new)
             fired |= new
         return {"step": step, "prune_rate": rate, "regrown_new": moved}
+
+
+def _logical_order(param: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The inverse of ``_memory_order``: a memory-order view back in ``param``'s logical shape."""
+    if _memory_order(param)(param) is not param:
+        return lambda t: t.permute(0, 3, 1, 2)
+    return lambda t: t
 
 
 def _memory_order(param: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

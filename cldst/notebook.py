@@ -241,3 +241,17 @@ def mask_table(run_dir: str | Path) -> pd.DataFrame:
         table[f"task {t + 1}"] = [int(m.sum()) for m in masks]
     total = {"layer": "total", "shape": "", **{c: int(table[c].sum()) for c in table.columns[2:]}}
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def flops_table(metrics: dict) -> pd.DataFrame:
+    """Per task: training multiply-adds (millions) and their ratio to dense training on the same
+    examples, inference multiply-adds per image (millions) of the task's sub-network and their ratio
+    to the dense network (metrics.json's ``flops``, cldst/flops.py). Exact under the clean protocol:
+    they follow from per-layer counts alone."""
+    if not metrics.get("flops"):
+        raise ConfigError("this run's metrics.json has no FLOPs count: it predates it; rerun the run")
+    return pd.DataFrame([{"task": t + 1, "training (M MACs)": f"{f['train_macs'] / 1e6:,.1f}",
+                          "training vs dense": f"{f['train_vs_dense']:.4f}",
+                          "inference (M MACs / image)": f"{f['inference_macs'] / 1e6:.3f}",
+                          "inference vs dense": f"{f['inference_vs_dense']:.4f}"}
+                         for t, f in enumerate(metrics["flops"])])

@@ -26,7 +26,7 @@ from .runs import METRICS
 CONFIG_COLUMNS = [f.name for f in fields(ExperimentConfig)]
 METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "dead_tasks", "total_seconds",
                   "images_per_s", "ran_on", "acc_matrix", "capacity", "train_flops_vs_dense",
-                  "inference_flops_vs_dense", "reuse_mean", "reuse", "layer_saturation", *PROVENANCE_COLUMNS]
+                  "inference_flops_vs_dense", "reuse_mean", "reuse_matrix", "layer_capacity", "layer_saturation", *PROVENANCE_COLUMNS]
 
 
 def benchmark_name(dataset: str, num_tasks: int) -> str:
@@ -54,7 +54,8 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "capacity": json.dumps(metrics["capacity"]),
         **_flops_columns(metrics.get("flops")),
         "reuse_mean": metrics.get("reuse_mean"),
-        "reuse": json.dumps(metrics["reuse"]) if "reuse" in metrics else None,
+        "reuse_matrix": json.dumps(metrics["reuse_matrix"]) if "reuse_matrix" in metrics else None,
+        "layer_capacity": json.dumps(metrics["layer_capacity"]) if "layer_capacity" in metrics else None,
         "layer_saturation": json.dumps(metrics["layer_saturation"]) if "layer_saturation" in metrics else None,
         **{name: metrics.get(name) for name in PROVENANCE_COLUMNS},
     }

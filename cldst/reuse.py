@@ -107,9 +107,9 @@ def reuse_summary(matrix: Sequence[Sequence[float | None]]) -> float:
 
 
 def reuse_metrics(task_masks: Masks, names: Sequence[str]) -> dict:
-    """What a run's metrics.json can record: ``reuse`` (R), ``reuse_mean``, ``layer_capacity`` and
+    """What a run's metrics.json can record: ``reuse_matrix`` (R), ``reuse_mean``, ``layer_capacity`` and
     ``layer_saturation``."""
     cap = capacity_per_layer(task_masks, names)
     r = reuse_matrix(task_masks)
-    return {"reuse": r, "reuse_mean": reuse_summary(r), "layer_capacity": cap,
+    return {"reuse_matrix": r, "reuse_mean": reuse_summary(r), "layer_capacity": cap,
             "layer_saturation": saturation_task(cap)}

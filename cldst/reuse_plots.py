@@ -1,7 +1,7 @@
 """Figures and results-table summaries of task capacity and reuse (definitions: cldst/reuse.py).
 
 Tasks are numbered from 1 in the figures, as in cldst/plots.py. The results-table functions read the
-JSON columns ``reuse`` (a run's R) and ``layer_saturation`` (layer name → saturation task or null).
+JSON columns ``reuse_matrix`` (a run's R) and ``layer_saturation`` (layer name → saturation task or null).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def layer_capacity(capacity: Mapping[str, Sequence[float]], threshold: float = 1
 def _need(table: pd.DataFrame, column: str) -> None:
     if column not in table.columns:
         hint = ("it comes from runs that record reuse (cldst/reuse.py), collected with `cldst results DIR`"
-                if column in ("reuse", "layer_saturation") else "make the table with `cldst results DIR`")
+                if column in ("reuse_matrix", "layer_saturation") else "make the table with `cldst results DIR`")
         raise ConfigError(f"the results table has no {column!r} column: {hint}")
 
 
@@ -100,9 +100,9 @@ def _recorded(table: pd.DataFrame, column: str) -> tuple[pd.DataFrame, list]:
 def mean_reuse_table(table: pd.DataFrame) -> pd.DataFrame:
     """Mean reused fraction (reuse_summary of each run, then the mean over seeds): rows benchmark,
     sparsity (update frequency where it varies) and init, columns growth, as results.acc_summary."""
-    for k in ("reuse", "sparse_init", "growth", "sparsity"):
+    for k in ("reuse_matrix", "sparse_init", "growth", "sparsity"):
         _need(table, k)
-    rows, matrices = _recorded(table, "reuse")
+    rows, matrices = _recorded(table, "reuse_matrix")
     rows = rows.assign(reused=[reuse_summary(m) for m in matrices])
     keys = [k for k in ("benchmark", "sparsity", "sparse_init") if k in rows.columns]
     if "update_frequency" in rows.columns and rows["update_frequency"].nunique() > 1:
@@ -161,4 +161,28 @@ def saturation_figure(table: pd.DataFrame) -> plt.Figure:
         ax.tick_params(axis="y", labelsize=8, rotation=0)
         ax.grid(False)
     fig.suptitle("Task after which each layer has no free weights left (blank: never)", fontsize=11)
+    return fig
+
+
+@styled
+def final_capacity_figure(table: pd.DataFrame) -> plt.Figure:
+    """Per layer (rows) and init / growth / sparsity (columns): the fraction of the layer's weights
+    owned by some task after the last task, median over seeds; "full" marks a saturated layer.
+    Where no layer saturates, this shows how close each came."""
+    rows, caps = _recorded(table, "layer_capacity")
+    keys = [k for k in ("sparse_init", "growth", "sparsity") if k in rows.columns]
+    final = pd.DataFrame([{k: r[k] for k in keys} | {name: c[-1] for name, c in cap.items()}
+                          for (_, r), cap in zip(rows.iterrows(), caps)])
+    layers = list(caps[0])
+    med = final.groupby(keys)[layers].median().T
+    med.index = [short_name(n) for n in med.index]
+    med.columns = ["\n".join(f"{100 * v:g} %" if k == "sparsity" else str(v) for k, v in zip(keys, c))
+                   for c in med.columns]
+    labels = med.map(lambda v: "full" if v >= 1.0 else f"{100 * v:.0f}")
+    fig, ax = plt.subplots(figsize=(2.0 + 0.8 * med.shape[1], 1.6 + 0.26 * med.shape[0]), layout="constrained")
+    sns.heatmap(med, annot=labels, fmt="", vmin=0, vmax=1, cmap="mako_r", ax=ax, annot_kws={"size": 7},
+                cbar_kws={"label": "fraction owned after the last task"})
+    ax.set(xlabel=" / ".join(k.replace("_", " ") for k in keys), ylabel="",
+           title="Capacity used per layer after the last task (%; full: no free weight left)")
+    ax.tick_params(axis="both", labelsize=8, rotation=0)
     return fig

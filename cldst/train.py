@@ -22,8 +22,8 @@ from . import metrics as M
 from .config import ConfigError, ExperimentConfig
 from .data import ImageSplit, load_benchmark, task_class_range
 from .data.transforms import BatchTransform
-from .host_memory import keep_freed_memory
 from .flops import TaskFlops, dense_forward_macs, forward_macs, layer_output_sizes
+from .host_memory import keep_freed_memory
 from .masks import Backbone
 from .models import build_model
 from .progress import RunObserver

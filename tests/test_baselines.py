@@ -67,7 +67,7 @@ def test_no_reuse_gives_disjoint_task_masks(tiny_cfg):
             for s in range(t):
                 earlier |= masks[s][layer]
             assert int((masks[t][layer] & earlier).sum()) == 0  # m_t ∩ used = ∅, every layer
-    assert learner.metrics()["reuse"][2][:2] == [0.0, 0.0]  # nothing owned by an earlier task
+    assert learner.metrics()["reuse_matrix"][2][:2] == [0.0, 0.0]  # nothing owned by an earlier task
     assert learner.metrics()["reuse_shortfall"] == []  # 3 × 20 % fits in every layer
 
 

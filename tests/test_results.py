@@ -87,3 +87,11 @@ def test_pick_run(tmp_path):
     assert pick_run(table, f"sweeps/x/{a.run_id()}/")["run_id"] == a.run_id()
     with pytest.raises(ConfigError, match="not in the results table"):
         pick_run(table, "nope")
+
+
+def test_the_table_has_no_duplicate_column():
+    """A config field and a metric with the same name would make two columns of one name."""
+    from cldst.results import CONFIG_COLUMNS, METRIC_COLUMNS
+
+    columns = ["run_id", "run_dir", "benchmark", *CONFIG_COLUMNS, *METRIC_COLUMNS]
+    assert len(columns) == len(set(columns))

@@ -98,7 +98,7 @@ def test_reuse_summary():
 
 def test_reuse_metrics_is_json():
     m = json.loads(json.dumps(reuse.reuse_metrics(TASK_MASKS, NAMES)))
-    assert close(m["reuse"], R)
+    assert close(m["reuse_matrix"], R)
     assert m["layer_saturation"] == {"conv1.weight": None, "linear.weight": 1}
     assert math.isclose(m["reuse_mean"], 16 / 39)
 
@@ -169,7 +169,7 @@ def results_table() -> pd.DataFrame:
          {"conv1.weight": 0, "linear.weight": None}),  # reused (0.1 + 0.5) / 2 = 0.3
     ]
     return pd.DataFrame([dict(benchmark="split-mnist, 3 tasks", sparse_init=i, growth=g, sparsity=0.8,
-                              update_frequency=4, seed=s, reuse=json.dumps(r), layer_saturation=json.dumps(sat))
+                              update_frequency=4, seed=s, reuse_matrix=json.dumps(r), layer_saturation=json.dumps(sat))
                          for i, g, s, r, sat in rows])
 
 
@@ -201,14 +201,29 @@ def test_saturation_table_and_figure():
     assert len(never.axes) == 2
 
 
-@pytest.mark.parametrize("call, column", [(reuse_plots.mean_reuse_table, "reuse"),
+@pytest.mark.parametrize("call, column", [(reuse_plots.mean_reuse_table, "reuse_matrix"),
                                           (reuse_plots.saturation_table, "layer_saturation"),
                                           (reuse_plots.saturation_figure, "layer_saturation")])
 def test_tables_without_the_columns(call, column):
-    table = results_table().drop(columns=["reuse", "layer_saturation"])
+    table = results_table().drop(columns=["reuse_matrix", "layer_saturation"])
     with pytest.raises(ConfigError, match=f"no '{column}' column") as err:
         call(table)
     assert "\n" not in str(err.value)
     empty = results_table().assign(**{column: np.nan})
     with pytest.raises(ConfigError, match="no run"):
         call(empty)
+
+
+def test_final_capacity_figure_marks_full_layers():
+    import json as _json
+
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"sparse_init": "ERK", "growth": "gradient", "sparsity": 0.8, "seed": s,
+         "layer_capacity": _json.dumps({"conv1.weight": [1.0, 1.0], "linear.weight": [0.2, 0.4 + 0.1 * s]})}
+        for s in range(3)])
+    fig = reuse_plots.final_capacity_figure(table)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["full", "50"]  # conv1 saturated; linear: median of 40, 50, 60 %
+    plt.close(fig)

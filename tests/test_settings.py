@@ -31,9 +31,10 @@ def test_every_setting_has_one_line_of_help():
 
 
 def test_help_texts():
-    assert settings.cli_help("growth") == "how pruned weights are regrown; default: gradient"
-    assert settings.cli_metavar("growth") == "{random,unfired,gradient,momentum}"
-    assert settings.notebook_comment("growth") == "how pruned weights are regrown: random, unfired, gradient or momentum"
+    growth = "how pruned weights are regrown (none: a static mask, never updated)"
+    assert settings.cli_help("growth") == f"{growth}; default: gradient"
+    assert settings.cli_metavar("growth") == "{random,unfired,gradient,momentum,none}"
+    assert settings.notebook_comment("growth") == f"{growth}: random, unfired, gradient, momentum or none"
     per_dataset = ", ".join(f"{d} {v['density']}" for d, v in DATASET_DEFAULTS.items())
     assert settings.cli_help("density") == \
         f"fraction of each task's mask that is active, in (0, 1]; default: the dataset's ({per_dataset})"
