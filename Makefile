@@ -80,7 +80,7 @@ baselines: install
 		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES_TABLE) -p figures_dir figures
 	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
 
-# What each reference-protocol quirk costs (112 Split-MNIST runs, about 40 min on 2 cores): the
+# What each reference-protocol quirk costs (120 Split-MNIST runs, about 40 min on 2 cores): the
 # table (committed) and protocols.ipynb's figure and checked outputs refreshed from it.
 ABLATION := sweeps/protocol-ablation
 ABLATION_TABLE := figures/protocol-ablation/results.csv
@@ -88,7 +88,7 @@ protocol-ablation: install
 	$(BIN)/cldst sweep grids/protocol-ablation.yaml --jobs $(JOBS)
 	$(BIN)/cldst results $(ABLATION) --out $(ABLATION_TABLE)
 	$(BIN)/papermill notebooks/protocols.ipynb $(ABLATION)/protocols.ipynb --log-level WARNING \
-		-p ablation_csv $(ABLATION_TABLE)
+		-p ablation_csv $(ABLATION_TABLE) -p figures_dir figures/protocol-ablation
 	$(BIN)/python tools/refresh_notebooks.py notebooks/protocols.ipynb
 
 lab: install

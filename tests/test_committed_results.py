@@ -71,10 +71,15 @@ def test_the_baselines_that_can_forget_do_and_dense_isolation_leaves_later_tasks
         assert a[0][0] >= 95 and min(a[j][j] for j in range(1, len(a))) > 50  # above chance, head rows only
 
 
-def test_reference_protocol_runs_learned_above_chance():
-    """Under the reference protocol the argmax is over all 10 classes (chance 10 %) and the matrix
-    comes from the final model."""
-    results = read_results(ROOT / "figures/protocol-ablation/results.csv")
-    for run_id, matrix in zip(results["run_id"], results["acc_matrix"], strict=True):
+def test_reference_protocol_low_tasks_come_from_the_all_class_argmax_over_shared_heads():
+    """Under the reference protocol some tasks end near 0 % (the argmax runs over all 10 classes and
+    tasks share head rows, so another task's class wins). With either quirk off, every task of
+    every run is clearly above its chance level of 50 %."""
+    from cldst.protocol_ablation import with_variants
+
+    results = with_variants(read_results(ROOT / "figures/protocol-ablation/results.csv"))
+    fixed = results[results["variant"].isin(["reference − eval_all_classes", "reference − shared_head_rows"])]
+    assert len(fixed) == 16
+    for run_id, matrix in zip(fixed["run_id"], fixed["acc_matrix"], strict=True):
         a = json.loads(matrix)
-        assert min(a[-1]) > 20, f"{run_id}: final-model accuracies {a[-1]}"
+        assert min(a[-1]) >= 60, f"{run_id}: final-model accuracies {a[-1]}"
