@@ -76,7 +76,7 @@ HELP: dict[str, str] = {
     "threshold_prune": "quirk: magnitude prune keeps |w| > threshold, so every weight tied at it is pruned",
     "sgd_nesterov": "quirk: SGD uses Nesterov momentum and its momentum buffer is masked after each step",
     "keep_last_batch": "quirk: the last partial batch is trained (ceil(N/B) steps per epoch)",
-    "lr_drop_at_zero": "quirk: with epochs=1 the lr milestones are [0, 0], so training runs at lr/100",
+    "lr_drop_at_zero": "quirk: with one epoch both lr milestones are at 0, so training runs at lr/100",
     "growth_ranks_active": "quirk: gradient/momentum growth ranks active positions too (scored 0), so it can fall short",
     # hardware
     "device": "auto (a GPU when there is one), cpu, cuda or cuda:N",

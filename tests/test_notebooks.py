@@ -192,7 +192,7 @@ def test_experiment_notebook_with_injected_parameters(tmp_path):
     assert metrics["acc"] == pytest.approx(np.mean(metrics["acc_matrix"][1]))
     assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "history.csv").is_file()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 4  # accuracy matrix, accuracy over time, capacity, layer density
+    assert len(images) == 6  # accuracy matrix, accuracy over time, capacity, layer density, reuse, layer capacity
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert f"run id               = {metrics['run_id']}" in text
     assert "task 2" in text and "total" in text  # the mask table
@@ -256,7 +256,7 @@ def test_figures_notebook_makes_every_figure(tmp_path):
     fake_results().to_csv(table, index=False)
     figures = tmp_path / "figures"
     nb = execute(FIGURES, tmp_path / "figures.ipynb", results_csv=str(table), figures_dir=str(figures))
-    names = [*STUDY_FIGURES, "fig5-accuracy-matrix"]
+    names = [*STUDY_FIGURES, "fig5-accuracy-matrix", "fig7-acc-vs-training-flops", "fig8-layer-capacity"]
     for name in names:
         for ext in ("png", "pdf"):
             assert (figures / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
