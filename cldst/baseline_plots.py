@@ -12,12 +12,9 @@ import seaborn as sns
 
 from .config import GROWTHS, INITS, ConfigError
 from .plots import styled
+from .results import is_true
 
 ORDER = ("static", *GROWTHS, "no reuse (gradient)", "fine-tuning (gradient)", "dense isolated")
-
-
-def _false(value) -> bool:
-    return value is False or str(value).lower() == "false"
 
 
 def baseline(row: pd.Series) -> str:
@@ -25,7 +22,7 @@ def baseline(row: pd.Series) -> str:
     dense isolated (density 1)."""
     if float(row["density"]) == 1.0:
         return "dense isolated"
-    if "isolation" in row.index and _false(row["isolation"]):
+    if "isolation" in row.index and not is_true(row["isolation"]):
         return f"fine-tuning ({row['growth']})"
     if row.get("reuse") == "none":
         return f"no reuse ({row['growth']})"
@@ -41,7 +38,7 @@ def dst_runs(table: pd.DataFrame) -> pd.DataFrame:
     if "reuse" in table.columns:
         keep &= table["reuse"].fillna("all") == "all"
     if "isolation" in table.columns:
-        keep &= table["isolation"].astype(str).str.lower() != "false"
+        keep &= table["isolation"].map(is_true)
     return table[keep]
 
 

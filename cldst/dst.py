@@ -277,7 +277,8 @@ class DynamicSparsity:
                        grad=None if p.grad is None else order(p.grad), optimizer_state=state,
                        fixed=fixed, random_ties=self.random_ties,
                        bernoulli=self.bernoulli, unfired_topup=self.unfired_topup,
-                       ranks_active=self.ranks_active, logical=_logical_order(p))
+                       ranks_active=self.ranks_active,
+                       logical=_logical_order(p) if self.ranks_active else None)
             moved += int(torch.count_nonzero(new & ~mask))
             mask.copy_(new)
             fired |= new

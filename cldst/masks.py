@@ -70,13 +70,10 @@ class Backbone:
         Without ``reuse`` the mask is drawn among the positions no finished task owns; a layer with
         fewer of them than its count gets them all, and ``shortfall`` says how many it lacked.
         """
-        if not reuse:
-            return self._mask_of_free_positions(density, method, generator, exact, head_rows)
-        shapes = self.shapes
-        if head_rows is not None:
-            h = self.head_index
-            shapes[h] = (head_rows.stop - head_rows.start, *shapes[h][1:])
+        shapes = self.task_shapes(head_rows)
         dens = layer_densities(shapes, density, method)
+        if not reuse:
+            return self._mask_of_free_positions(shapes, dens, generator, exact, head_rows)
         masks = []
         for p, shape, d in zip(self.params, shapes, dens):
             m = random_mask(shape, d, generator, exact=exact, device=p.device)
@@ -87,19 +84,24 @@ class Backbone:
             masks.append(like_param(m, p))
         return masks
 
-    def _mask_of_free_positions(self, density: float, method: str, generator: torch.Generator,
-                                exact: bool, head_rows: slice | None) -> list[torch.Tensor]:
+    def task_shapes(self, head_rows: slice | None) -> list[tuple[int, ...]]:
+        """The shapes of a task's network: the backbone's, with the head cut to ``head_rows``."""
         shapes = self.shapes
-        region = [torch.ones_like(u) for u in self.used]  # where this task's mask may lie
         if head_rows is not None:
             h = self.head_index
             shapes[h] = (head_rows.stop - head_rows.start, *shapes[h][1:])
+        return shapes
+
+    def _mask_of_free_positions(self, shapes: list[tuple[int, ...]], dens: list[float], generator: torch.Generator,
+                                exact: bool, head_rows: slice | None) -> list[torch.Tensor]:
+        region = [torch.ones_like(u) for u in self.used]  # where this task's mask may lie
+        if head_rows is not None:
+            h = self.head_index
             region[h].zero_()
             region[h][head_rows] = True
         self.shortfall = {}
         masks = []
-        for name, p, shape, d, r, u in zip(self.names, self.params, shapes,
-                                           layer_densities(shapes, density, method), region, self.used):
+        for name, p, shape, d, r, u in zip(self.names, self.params, shapes, dens, region, self.used):
             allowed = r & ~u
             free = int(allowed.sum())
             if exact:

@@ -167,7 +167,7 @@ def sweep_status(run_dirs: dict[str, Path], error_of) -> SweepStatus:
             status.finished.append(run_id)
             continue
         error = error_of(path)
-        progress = _read_json(path / PROGRESS)
+        progress = read_json(path / PROGRESS)
         if error is not None and progress.get("status") not in ("running", "preempted"):
             status.failed.append((run_id, error))
         elif progress or any(path.glob("*")):
@@ -177,7 +177,8 @@ def sweep_status(run_dirs: dict[str, Path], error_of) -> SweepStatus:
     return status
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON file's object, or {} if it is missing or half-written."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .config import QUIRKS, ConfigError
 from .plots import styled
-from .results import _ordered
+from .results import _ordered, is_true
 
 CELL = ["sparse_init", "growth"]
 
@@ -20,16 +20,12 @@ def variant(row: pd.Series) -> str:
     """A run's variant: "clean", "reference", or "reference − <quirk>" (the one quirk turned off)."""
     if row["protocol"] == "clean":
         return "clean"
-    off = [q for q in QUIRKS if q in row.index and not _true(row[q])]
+    off = [q for q in QUIRKS if q in row.index and not is_true(row[q])]
     if row.get("free_init") == "theta0":
         off.append("free_init")
     if len(off) > 1:
         raise ConfigError(f"run {row['run_id']} turns off {', '.join(off)}: the ablation turns off one at a time")
     return f"reference − {off[0]}" if off else "reference"
-
-
-def _true(value) -> bool:
-    return value is True or str(value).lower() == "true"
 
 
 def with_variants(table: pd.DataFrame) -> pd.DataFrame:

@@ -114,6 +114,11 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def is_true(value) -> bool:
+    """A boolean setting read back from a table: a bool, or its text ("True", "true")."""
+    return value is True or str(value).lower() == "true"
+
+
 def json_column(table: pd.DataFrame, name: str) -> list:
     """Decode a JSON-string column (``acc_matrix``, ``capacity``)."""
     return [json.loads(v) for v in table[name]]

@@ -15,8 +15,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Rectangle
 
-from .config import GROWTHS, INITS, ConfigError
-from .plots import styled
+from .config import ConfigError
+from .plots import _sorted_values, styled
 from .reuse import reuse_summary
 
 
@@ -80,12 +80,6 @@ def _need(table: pd.DataFrame, column: str) -> None:
         hint = ("it comes from runs that record reuse (cldst/reuse.py), collected with `cldst results DIR`"
                 if column in ("reuse_matrix", "layer_saturation") else "make the table with `cldst results DIR`")
         raise ConfigError(f"the results table has no {column!r} column: {hint}")
-
-
-def _sorted_values(name: str, values) -> list:
-    """Sorted, with inits and growth rules in the config's order."""
-    order = {"sparse_init": INITS, "growth": GROWTHS}.get(name)
-    return sorted(values) if order is None else sorted(values, key=lambda v: (order + (v,)).index(v))
 
 
 def _recorded(table: pd.DataFrame, column: str) -> tuple[pd.DataFrame, list]:

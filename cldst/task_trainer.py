@@ -88,7 +88,6 @@ class TaskTrainer:
             random_ties=not cfg.index_tie_break,
             bernoulli=cfg.bernoulli_masks, unfired_topup=cfg.unfired_topup,
             threshold_prune=cfg.threshold_prune, ranks_active=cfg.growth_ranks_active)
-        self.mask = mask
         self.mask_momentum = cfg.optimizer == "sgd" and cfg.sgd_nesterov  # as the original's apply_mask
         self.steps = 0
         self.dead_start: bool | None = None  # decided at the first step
@@ -123,7 +122,7 @@ class TaskTrainer:
     def _mask_momentum_buffers(self) -> None:
         """Reference quirk (sgd_nesterov): SGD's momentum buffer ×= the task's mask after every step
         and topology update, so momentum growth sees zeros at inactive positions."""
-        for p, m in zip(self.params, self.mask):
+        for p, m in zip(self.params, self.topology.masks):
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 buf.mul_(m)

@@ -223,6 +223,7 @@ class ContinualLearner:
         st.capacity.append(bb.capacity())
         # RigL's accounting (cldst/flops.py): dense training is 3 forward passes per example
         st.flops.append({"train_macs": flops.total, "train_vs_dense": flops.total / (3 * self.dense_macs * seen),
+                         # the final mask (keep_best_epoch may have restored an earlier one)
                          "inference_macs": (f := forward_macs(mask, self.output_sizes, bb.names)),
                          "inference_vs_dense": f / self.dense_macs})
         for name, d in bb.mask_densities(mask, None if cfg.shared_head_rows else sl).items():

@@ -32,7 +32,7 @@ import pytest
 
 from cldst import run_experiment, sweep
 from cldst.grids import load_grid
-from cldst.progress import PROGRESS
+from cldst.progress import PROGRESS, read_json
 from cldst.runs import RunDir
 from cldst.sweep import JOBS_FILE, SlurmOptions, run_sweep
 
@@ -56,13 +56,6 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def wait_for(condition, what: str, timeout_s: float = 120.0, poll_s: float = 0.05):
