@@ -79,7 +79,7 @@ def test_reference_protocol_low_tasks_come_from_the_all_class_argmax_over_shared
 
     results = with_variants(read_results(ROOT / "figures/protocol-ablation/results.csv"))
     fixed = results[results["variant"].isin(["reference − eval_all_classes", "reference − shared_head_rows"])]
-    assert len(fixed) == 16
+    assert len(fixed) == 24
     for run_id, matrix in zip(fixed["run_id"], fixed["acc_matrix"], strict=True):
         a = json.loads(matrix)
         assert min(a[-1]) >= 60, f"{run_id}: final-model accuracies {a[-1]}"
