@@ -157,6 +157,38 @@ def test_run_maps_settings_to_both_command_lines(tmp_path):
     assert ours[ours.index("--data_dir") + 1] == str(tmp_path) and ours[ours.index("--device") + 1] == "cpu"
 
 
+def test_original_run_is_reused_rerun_or_refused_never_overwritten(tmp_path, monkeypatch):
+    """A finished run of the same settings is reused and an unfinished one rerun; a log.txt from other
+    settings, or without this tool's record, is refused and left as it was."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "core.py").write_text("")
+    (checkout / "miniImageNet100.py").write_text("")
+    args = ["--original", str(checkout), "--original-python", sys.executable, "--tasks", "10", "--classes", "100",
+            "--tiny", str(tmp_path / "tiny-imagenet-200")]
+    a = run.build_parser().parse_args(args)
+    calls = []
+    monkeypatch.setattr(run, "_run", lambda cmd, cwd, log, err, what: (calls.append(cmd), log.write_text(original_log())))
+    seed0 = tmp_path / "work" / "original" / "seed0"
+
+    run.run_original(a, tmp_path / "work", 0)  # first time: runs
+    assert len(calls) == 1 and calls[0][-2:] == ["--seed", "0"]
+    run.run_original(a, tmp_path / "work", 0)  # finished: reused
+    assert len(calls) == 1
+    (seed0 / "log.txt").write_text(original_log()[:500])  # interrupted: the same command again
+    run.run_original(a, tmp_path / "work", 0)
+    assert len(calls) == 2
+
+    other = run.build_parser().parse_args([*args, "--epochs", "5"])
+    before = (seed0 / "log.txt").read_text()
+    with pytest.raises(run.HarnessError, match="other settings"):
+        run.run_original(other, tmp_path / "work", 0)
+    (seed0 / run.COMMAND).unlink()  # a log without this tool's record
+    with pytest.raises(run.HarnessError, match="other settings"):
+        run.run_original(a, tmp_path / "work", 0)
+    assert (seed0 / "log.txt").read_text() == before and len(calls) == 2
+
+
 def test_original_entry_reports_each_epoch(tmp_path, monkeypatch, capsys):
     checkout = tmp_path / "checkout"
     checkout.mkdir()

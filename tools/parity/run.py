@@ -129,18 +129,23 @@ def run_original(a: argparse.Namespace, work: Path, seed: int) -> None:
     if not data.is_symlink() and not data.exists():
         data.symlink_to(Path("..") / "data", target_is_directory=True)
     # absolute: the interpreter must not be resolved (a venv's python is a symlink to the base one)
-    cmd = [str(Path(os.path.abspath(a.original_python))), "-u", str(ENTRY), str(checkout), *original_argv(a, seed)]
+    python = str(Path(os.path.abspath(a.original_python)))
+    cmd = [python, "-u", str(ENTRY), str(checkout), *original_argv(a, seed)]
+    # what the run computes; where this harness lives does not matter
+    record = {"python": python, "checkout": str(checkout), "argv": original_argv(a, seed)}
     log = cwd / "log.txt"
-    if _same_command(cwd, {"command": cmd}) and log.is_file():
+    if log.exists() and not _same_command(cwd, record):
+        raise HarnessError(f"{cwd} holds a run of the original with other settings (or not this tool's): "
+                           "remove it or choose another --work")
+    if log.is_file():
         try:
             parse_original_log(log.read_text(errors="replace"), str(log))
             print(f"original seed {seed}: reusing the finished run in {cwd}", flush=True)
             return
         except ParseError:
-            pass
-    (cwd / COMMAND).unlink(missing_ok=True)
+            pass  # this command's unfinished run: start it again
+    (cwd / COMMAND).write_text(json.dumps(record, indent=1) + "\n")
     _run(cmd, cwd, log, cwd / "stderr.txt", f"original seed {seed}")
-    (cwd / COMMAND).write_text(json.dumps({"command": cmd}, indent=1) + "\n")
 
 
 def run_cldst(a: argparse.Namespace, work: Path, seed: int) -> None:
