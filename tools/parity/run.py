@@ -101,9 +101,9 @@ def cldst_command() -> list[str]:
     return [exe]
 
 
-def _same_command(folder: Path, cmd: dict) -> bool:
-    path = folder / COMMAND
-    return path.is_file() and json.loads(path.read_text()) == cmd
+def _same_command(path: Path, record: dict) -> bool:
+    """Whether the command record at ``path`` is ``record``."""
+    return path.is_file() and json.loads(path.read_text()) == record
 
 
 def _run(cmd: list[str], cwd: Path, log: Path, err: Path, what: str) -> None:
@@ -130,11 +130,12 @@ def run_original(a: argparse.Namespace, work: Path, seed: int) -> None:
         data.symlink_to(Path("..") / "data", target_is_directory=True)
     # absolute: the interpreter must not be resolved (a venv's python is a symlink to the base one)
     python = str(Path(os.path.abspath(a.original_python)))
-    cmd = [python, "-u", str(ENTRY), str(checkout), *original_argv(a, seed)]
+    argv = original_argv(a, seed)
+    cmd = [python, "-u", str(ENTRY), str(checkout), *argv]
     # what the run computes; where this harness lives does not matter
-    record = {"python": python, "checkout": str(checkout), "argv": original_argv(a, seed)}
+    record = {"python": python, "checkout": str(checkout), "argv": argv}
     log = cwd / "log.txt"
-    if log.exists() and not _same_command(cwd, record):
+    if log.exists() and not _same_command(cwd / COMMAND, record):
         raise HarnessError(f"{cwd} holds a run of the original with other settings (or not this tool's): "
                            "remove it or choose another --work")
     if log.is_file():
@@ -152,7 +153,7 @@ def run_cldst(a: argparse.Namespace, work: Path, seed: int) -> None:
     out = work / CLDST / f"seed{seed}"
     argv = cldst_argv(a, seed, out)
     record = out.with_name(f"seed{seed}.{COMMAND}")
-    if out.exists() and not (record.is_file() and json.loads(record.read_text()) == {"argv": argv}):
+    if out.exists() and not _same_command(record, {"argv": argv}):
         raise HarnessError(f"{out} holds a cldst run with other settings (or not this tool's): remove it "
                            "or choose another --work")
     out.parent.mkdir(parents=True, exist_ok=True)
