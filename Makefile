@@ -1,5 +1,14 @@
 # make test: create .venv if missing, install, run the whole test suite (unit tests + nbval).
-# make demo: run the offline demo study (Split-MNIST grid) into sweeps/, its figures into figures/.
+# make test-fast: the same, less the tests marked slow (papermill, submitit, subprocesses, > 5 s)
+#            and the notebooks (nbval): under 1.5 min on 2 cores.
+# make demo: run the offline demo study (Split-MNIST grid); its runs, table and figures go to
+#            sweeps/demo-split-mnist/ (not committed): it changes no tracked file.
+# make baselines, make protocol-ablation, make study-real: the other studies, the same way, each into
+#            its own sweeps/<grid>/ folder (docs/baselines.md, docs/protocols-and-parity.md,
+#            docs/real-images.md).
+# make demo-refresh, baselines-refresh, protocol-ablation-refresh, study-real-refresh (maintainers):
+#            the study, then its committed table and figures under figures/ (and, where a notebook
+#            shows them, its checked outputs) rewritten from it; commit the changes they leave.
 # make lab:  JupyterLab on notebooks/, with the project's kernel (cldst).
 #
 # Variables (make VAR=value ...):
@@ -43,14 +52,29 @@ install: $(STAMP) $(KERNELSPEC)
 test: install
 	$(BIN)/pytest
 
-# The demo grid's 54 smoke-scale runs, 2 at a time (one core each), then the table (committed, in
-# figures/demo-split-mnist/), the figures, and figures.ipynb's checked outputs refreshed from the new
-# table: about 14 min on 2 cores.
+# tests/ only, without nbval (addopts replaced: it turns nbval on) and without @pytest.mark.slow.
+.PHONY: test-fast
+test-fast: install
+	$(BIN)/pytest -o addopts=-q -p no:nbval -m "not slow" tests
+
+# The study targets write only under sweeps/ (not committed); each *-refresh target, for maintainers,
+# runs its study and then rewrites the committed table and figures (and notebooks' checked outputs).
+.PHONY: demo-refresh baselines-refresh protocol-ablation-refresh study-real-refresh
+
+# The demo grid's 54 smoke-scale runs, 2 at a time (one core each), then their table and figures in
+# the sweep's folder (results.csv, figures/, figures.ipynb): about 14 min on 2 cores.
 DEMO := sweeps/demo-split-mnist
 DEMO_TABLE := figures/demo-split-mnist/results.csv
 JOBS ?= 2
 demo: install
 	$(BIN)/cldst sweep grids/demo-split-mnist.yaml --jobs $(JOBS)
+	$(BIN)/cldst results $(DEMO) --out $(DEMO)/results.csv
+	$(BIN)/papermill notebooks/figures.ipynb $(DEMO)/figures.ipynb --log-level WARNING \
+		-p results_csv $(DEMO)/results.csv -p figures_dir $(DEMO)/figures
+
+# Maintainers: the demo, then the committed table (figures/demo-split-mnist/), the figures in
+# figures/, and figures.ipynb's checked outputs refreshed from the new table.
+demo-refresh: demo
 	$(BIN)/cldst results $(DEMO) --out $(DEMO_TABLE)
 	$(BIN)/papermill notebooks/figures.ipynb $(DEMO)/figures.ipynb --log-level WARNING \
 		-p results_csv $(DEMO_TABLE) -p figures_dir figures
@@ -58,34 +82,56 @@ demo: install
 
 # The study on real images (data/tiny-imagenet-200/ and data/CIFAR-10-images/ or CIFAR-10's pickles,
 # see data/README.md): 32 Tiny ImageNet runs, about an hour on 2 cores, their table and figures in
-# figures/study-tinyimagenet-cpu/; then one Split CIFAR-10 run at the same scale (a few minutes).
+# the sweep's folder (no baselines figures: those are Split-MNIST's); then one Split CIFAR-10 run at
+# the same scale (a few minutes), in runs/study-split-cifar10/.
 STUDY := sweeps/study-tinyimagenet-cpu
 STUDY_DIR := figures/study-tinyimagenet-cpu
 study-real: install
 	$(BIN)/cldst sweep grids/study-tinyimagenet-cpu.yaml --jobs $(JOBS)
-	$(BIN)/cldst results $(STUDY) --out $(STUDY_DIR)/results.csv
+	$(BIN)/cldst results $(STUDY) --out $(STUDY)/results.csv
 	$(BIN)/papermill notebooks/figures.ipynb $(STUDY)/figures.ipynb --log-level WARNING \
-		-p results_csv $(STUDY_DIR)/results.csv -p figures_dir $(STUDY_DIR)
+		-p results_csv $(STUDY)/results.csv -p figures_dir $(STUDY)/figures -p baselines_csv None
 	$(BIN)/cldst run -f presets/split-cifar10.yaml --width 0.25 --epochs 2 --batch_size 32 \
 		--update_frequency 20 --out runs/study-split-cifar10 --resume
 
+# Maintainers: the study, then its committed table and figures in figures/study-tinyimagenet-cpu/.
+study-real-refresh: study-real
+	$(BIN)/cldst results $(STUDY) --out $(STUDY_DIR)/results.csv
+	$(BIN)/papermill notebooks/figures.ipynb $(STUDY)/figures.ipynb --log-level WARNING \
+		-p results_csv $(STUDY_DIR)/results.csv -p figures_dir $(STUDY_DIR) -p baselines_csv None
+
 # The baselines grid (static, the four growth rules, no reuse, fine-tuning, dense isolated; 45 runs,
-# about 10 min on 2 cores), its table (committed) and figures 7 and 8 (figures.ipynb).
+# about 10 min on 2 cores), its table and figures 7 and 8 (figures.ipynb, beside the committed demo
+# table's 1-6) in the sweep's folder.
 BASELINES := sweeps/baselines-split-mnist
 BASELINES_TABLE := figures/baselines-split-mnist/results.csv
 baselines: install
 	$(BIN)/cldst sweep grids/baselines-split-mnist.yaml --jobs $(JOBS)
+	$(BIN)/cldst results $(BASELINES) --out $(BASELINES)/results.csv
+	$(BIN)/papermill notebooks/figures.ipynb $(BASELINES)/figures.ipynb --log-level WARNING \
+		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES)/results.csv -p figures_dir $(BASELINES)/figures
+
+# Maintainers: the baselines, then the committed table (figures/baselines-split-mnist/), the figures
+# in figures/, and figures.ipynb's checked outputs refreshed from it.
+baselines-refresh: baselines
 	$(BIN)/cldst results $(BASELINES) --out $(BASELINES_TABLE)
 	$(BIN)/papermill notebooks/figures.ipynb $(BASELINES)/figures.ipynb --log-level WARNING \
 		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES_TABLE) -p figures_dir figures
 	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
 
-# What each reference-protocol quirk costs (120 Split-MNIST runs, about 40 min on 2 cores): the
-# table (committed) and protocols.ipynb's figure and checked outputs refreshed from it.
+# What each reference-protocol quirk costs (180 Split-MNIST runs, about 35 min on 2 cores): the
+# table and protocols.ipynb's figure in the sweep's folder.
 ABLATION := sweeps/protocol-ablation
 ABLATION_TABLE := figures/protocol-ablation/results.csv
 protocol-ablation: install
 	$(BIN)/cldst sweep grids/protocol-ablation.yaml --jobs $(JOBS)
+	$(BIN)/cldst results $(ABLATION) --out $(ABLATION)/results.csv
+	$(BIN)/papermill notebooks/protocols.ipynb $(ABLATION)/protocols.ipynb --log-level WARNING \
+		-p ablation_csv $(ABLATION)/results.csv -p figures_dir $(ABLATION)/figures
+
+# Maintainers: the ablation, then the committed table and figure (figures/protocol-ablation/) and
+# protocols.ipynb's checked outputs refreshed from it.
+protocol-ablation-refresh: protocol-ablation
 	$(BIN)/cldst results $(ABLATION) --out $(ABLATION_TABLE)
 	$(BIN)/papermill notebooks/protocols.ipynb $(ABLATION)/protocols.ipynb --log-level WARNING \
 		-p ablation_csv $(ABLATION_TABLE) -p figures_dir figures/protocol-ablation

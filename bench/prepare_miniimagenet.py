@@ -17,7 +17,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cldst.data.miniimagenet import default_workers, load_miniimagenet
+from cldst.data.image_folders import default_workers
+from cldst.data.miniimagenet import load_miniimagenet
 
 CLASSES, PER_CLASS, SIDE = 10, 100, 84
 

@@ -19,6 +19,7 @@ the other repeats measure the neighbours too. The median of the per-pair ratios 
 
 from __future__ import annotations
 
+import functools
 import platform
 import resource
 import statistics
@@ -28,15 +29,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import GROWTHS, ExperimentConfig
-from .data.transforms import BatchTransform
-from .host_memory import keep_freed_memory
-from .masks import Backbone
-from .models import build_model
-from .task_trainer import TaskTrainer, epoch_batches
-from .train import select_device
+from cldst.config import GROWTHS, ExperimentConfig
+from cldst.config.benchmarks import BENCHMARKS
+from cldst.data.transforms import BatchTransform
+from cldst.method.device import autocast, keep_freed_memory, select_device
+from cldst.method.masks import Backbone
+from cldst.method.models import build_model
+from cldst.method.task_trainer import TaskTrainer, epoch_batches
 
-PRESET_BATCH = {"resnet18": 128, "mobilenetv2": 64}  # miniImageNet's and CIFAR-100's presets
+# each backbone at the batch size of the benchmark the original runs it on: miniImageNet's, CIFAR-100's
+PRESET_BATCH = {"resnet18": BENCHMARKS["miniimagenet"].defaults["batch_size"],
+                "mobilenetv2": BENCHMARKS["cifar100"].defaults["batch_size"]}
+NUM_CLASSES = BENCHMARKS["cifar100"].num_classes
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 UPDATE_FREQUENCY = 100
 
@@ -80,13 +84,13 @@ def _peak_mb(device: torch.device) -> float:
 
 
 def _autocast(device: torch.device, amp: bool):
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    return functools.partial(autocast, device, amp)
 
 
 def _dst_trainer(cfg: ExperimentConfig, device: torch.device, growth: str, amp: bool):
     """A model on its second task: task 0's weights frozen, task 1 training with DST."""
     torch.manual_seed(0)
-    model = build_model(cfg.arch, 100, 3, cfg.width).to(device, memory_format=torch.channels_last)
+    model = build_model(cfg.arch, NUM_CLASSES, 3, cfg.width).to(device, memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.compile else model
     bb = Backbone(model)
     gen = torch.Generator().manual_seed(0)
@@ -117,7 +121,7 @@ def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: 
 
     # 1. plain dense PyTorch: the ceiling
     torch.manual_seed(0)
-    dense = build_model(arch, 100, 3, width).to(device, memory_format=torch.channels_last)
+    dense = build_model(arch, NUM_CLASSES, 3, width).to(device, memory_format=torch.channels_last)
     dense_forward = torch.compile(dense) if compile else dense
     dense_opt = torch.optim.Adam(dense.parameters(), lr=1e-3)
     autocast = _autocast(device, amp)

@@ -1,6 +1,6 @@
 """Command line: ``cldst run | sweep | results | bench``, with the flag names of the original code's README.
 
-Every ExperimentConfig field is a flag (``--density 0.1``), with its help from cldst/settings.py;
+Every ExperimentConfig field is a flag (``--density 0.1``), with its help from cldst/config/settings.py;
 the original's spellings are aliases (``--init``, ``--net_name``, ``--l2``, ``--death_rate``).
 ``-f PRESET.yaml`` reads settings from a file first; flags given on the command line override it.
 """
@@ -13,10 +13,11 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from . import metrics as M
-from . import provenance, settings
-from .config import ConfigError, ExperimentConfig, load_preset
-from .data import DataError
+from cldst.config import ConfigError, ExperimentConfig, load_preset, settings
+from cldst.data import DataError
+from cldst.method.metrics import forgetting_text
+from cldst.runner import provenance
+from cldst.runner.run_dir import METRICS
 
 RUN_DESCRIPTION = """\
 Train one continual-learning run: each task in turn gets a sparse mask of the shared backbone,
@@ -71,7 +72,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per ExperimentConfig field, in argument groups by section, help from cldst/settings.py.
+    """One flag per ExperimentConfig field, in argument groups by section, help from cldst/config/settings.py.
 
     Choices are shown, not enforced by argparse: the config accepts the original's spellings too
     (``--growth random_unfired``) and rejects a bad value with its own one-line error."""
@@ -99,20 +100,20 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runs import RunDir
+    from cldst.runner.run_dir import RunDir
 
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else RunDir.default_for(cfg).path
     if args.dry_run:
-        print(settings.describe(cfg))
-        finished = " (finished: its metrics.json exists)" if (out / "metrics.json").is_file() else ""
+        print(settings.config_text(cfg))
+        finished = " (finished: its metrics.json exists)" if (out / METRICS).is_file() else ""
         print(f"dry run: nothing trained; the run folder is {out}{finished}")
         return 0
-    from .checkpoint import Preempted
-    from .experiment import run_experiment
+    from cldst.method.events import Preempted
+    from cldst.runner.experiment import run_experiment
 
     if args.tensorboard:  # without the package: one line, before anything is loaded
-        from .tensorboard_log import summary_writer_class
+        from cldst.runner.tensorboard_log import summary_writer_class
 
         summary_writer_class()
     if args.resume:
@@ -129,14 +130,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     seconds = time.perf_counter() - started
     caps = ", ".join(f"{c:.3f}" for c in m["capacity"])
-    print(f"ACC {m['acc']:.2f}%  BWT {m['bwt']:.2f}  forgetting {M.forgetting_text(m['forgetting'])}  "
+    print(f"ACC {m['acc']:.2f}%  BWT {m['bwt']:.2f}  forgetting {forgetting_text(m['forgetting'])}  "
           f"capacity [{caps}]  time {seconds:.1f} s")
     print(f"results in {out}/metrics.json")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from cldst.bench import run_bench
 
     table = run_bench(args.device, tuple(args.archs), width=args.width, repeats=args.repeats,
                       steps=args.steps, amp=args.amp, compile=args.compile, loader=not args.no_loader,
@@ -148,17 +149,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .grids import load_grid
-    from .sweep import SlurmOptions, run_sweep
+    from cldst.runner.grids import load_grid
+    from cldst.runner.slurm import JOBS_FILE, SlurmOptions
+    from cldst.runner.sweep import run_sweep
 
     grid = load_grid(args.grid, root=args.root)
     if args.status:
-        from .progress import grid_status
+        from cldst.runner.status import grid_status
 
         print("\n".join(grid_status(grid).lines()))
         return 0
     if args.dry_run:
-        from .estimate import sweep_plan
+        from cldst.runner.estimate import sweep_plan
 
         print(sweep_plan(grid))
         return 0
@@ -175,7 +177,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     if args.detach and args.executor == "slurm":
-        print(f"sweep {grid.name}: submitted; job ids in {grid.root / '_submitit' / 'jobs.json'}; "
+        print(f"sweep {grid.name}: submitted; job ids in {grid.root / '_submitit' / JOBS_FILE}; "
               f"watch it with: cldst sweep {args.grid} --status")
         return 0
     minutes, seconds = divmod(time.perf_counter() - started, 60)
@@ -190,7 +192,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from .results import collect_results, write_results
+    from cldst.analysis.results import collect_results, write_results
 
     table = collect_results(args.dir)
     out = write_results(table, args.out or Path(args.dir) / "results.csv")
@@ -205,7 +207,7 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(provenance.describe(provenance.code_version()))
+        print(provenance.version_text(provenance.code_version()))
         parser.exit()
 
 
@@ -252,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a grid of experiments (skips finished runs, resumes the others)",
                            description=SWEEP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sweep.add_argument("grid", help="grid YAML file (see cldst/grids.py and grids/)")
+    sweep.add_argument("grid", help="grid YAML file (see cldst/runner/grids.py and grids/)")
     sweep.add_argument("--dry-run", action="store_true",
                        help="list the runs, how many are finished, and an estimate of the time the rest take")
     sweep.add_argument("--executor", choices=["local", "slurm"], default="local",

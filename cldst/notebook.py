@@ -26,16 +26,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import provenance, settings
-from .config import ConfigError, ExperimentConfig
-from .runs import RunDir
+from cldst.config import ConfigError, ExperimentConfig, settings
+from cldst.runner import provenance
+from cldst.runner.kernel import KERNEL  # noqa: F401  (tools/refresh_notebooks.py, the notebook tests)
+from cldst.runner.run_dir import RunDir
 
 # Where default run directories go (runs/<run id>); the notebook tests point it at a temp folder.
 RUNS_ROOT_ENV = "CLDST_RUNS_ROOT"
 
-# The Jupyter kernel the notebooks name, and that papermill, nbval and `make lab` start: the
-# project's environment, registered by `make install` (python -m ipykernel install --sys-prefix --name cldst).
-KERNEL = {"name": "cldst", "display_name": "Python (cldst)", "language": "python"}
+# KERNEL (imported above): the Jupyter kernel the notebooks name, that nbval and `make lab` start as
+# registered by `make install`; cldst's sweeps start it as their own Python (cldst/runner/kernel.py).
 
 # Smoke scale: what Run All trains (a few seconds on a CPU), for fields left None, when smoke is on.
 SMOKE = {"num_tasks": 3, "num_classes": 6, "width": 0.25, "epochs": 2}
@@ -72,7 +72,7 @@ def _one_line_errors() -> None:
     shell = get_ipython()
     if shell is None:
         return
-    from .data import DataError
+    from cldst.data import DataError
 
     def show(shell, etype, value, tb, tb_offset=None):
         # An error output whose traceback is the one line: the notebook stops, papermill reports it.
@@ -90,7 +90,7 @@ def config_parameter_names() -> list[str]:
 # ---------------------------------------------------------------------- the parameters cell
 def parameters_cell() -> str:
     """experiment.ipynb's parameters cell: every ExperimentConfig field with its default and its help
-    from cldst/settings.py, then NOTEBOOK_PARAMETERS (tools/refresh_notebooks.py writes it)."""
+    from cldst/config/settings.py, then NOTEBOOK_PARAMETERS (tools/refresh_notebooks.py writes it)."""
     def line(name: str) -> str:
         annotation, value, help_text = NOTEBOOK_PARAMETERS[name]
         return f"{name}: {annotation} = {_literal(value)}  # {help_text}"
@@ -201,11 +201,6 @@ def config_from_parameters(namespace: Mapping[str, Any], history: Sequence[str] 
     return cfg
 
 
-def describe_config(cfg: ExperimentConfig) -> str:
-    """The resolved config, one ``name = value`` per line, then the run id (as `cldst run --dry-run`)."""
-    return settings.describe(cfg)
-
-
 def warn_if_code_changed(run_dir: str | Path, resume: bool) -> str | None:
     """With resume, one line on stderr when run_dir holds results of other code than this one."""
     message = provenance.resume_warning(run_dir) if resume else None
@@ -246,7 +241,7 @@ def mask_table(run_dir: str | Path) -> pd.DataFrame:
 def flops_table(metrics: dict) -> pd.DataFrame:
     """Per task: training multiply-adds (millions) and their ratio to dense training on the same
     examples, inference multiply-adds per image (millions) of the task's sub-network and their ratio
-    to the dense network (metrics.json's ``flops``, cldst/flops.py). Exact under the clean protocol:
+    to the dense network (metrics.json's ``flops``, cldst/method/flops.py). Exact under the clean protocol:
     they follow from per-layer counts alone."""
     if not metrics.get("flops"):
         raise ConfigError("this run's metrics.json has no FLOPs count: it predates it; rerun the run")

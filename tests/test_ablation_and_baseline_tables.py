@@ -4,8 +4,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from cldst import baseline_plots, protocol_ablation
+from cldst.analysis import baselines as baseline_tables
+from cldst.analysis import protocol_ablation as ablation_tables
 from cldst.config import QUIRKS, ConfigError
+from cldst.plots import baselines as baseline_plots
+from cldst.plots import protocol_ablation as ablation_plots
 
 
 def ablation_row(variant_off, init, growth, seed, acc, bwt):
@@ -34,7 +37,7 @@ def ablation_table():
 
 
 def test_variants_are_named_by_the_quirk_turned_off():
-    names = [protocol_ablation.variant(r) for _, r in ablation_table().iterrows()]
+    names = [ablation_tables.variant(r) for _, r in ablation_table().iterrows()]
     assert sorted(set(names)) == ["clean", "reference", "reference − free_init", "reference − test_augment"]
 
 
@@ -42,17 +45,17 @@ def test_a_run_with_two_quirks_off_is_refused():
     row = pd.Series(ablation_row("test_augment", "ERK", "gradient", 0, 1.0, 0.0))
     row["eval_all_classes"] = False
     with pytest.raises(ConfigError, match="one at a time"):
-        protocol_ablation.variant(row)
+        ablation_tables.variant(row)
 
 
 def test_ablation_summary_numbers():
-    out = protocol_ablation.ablation_summary(ablation_table())
+    out = ablation_tables.ablation_summary(ablation_table())
     assert list(out.index) == ["clean", "reference", "reference − free_init", "reference − test_augment"]
     assert out.loc["clean", "uniform / gradient ACC"] == "90.0 ± 1.4"  # std of 89 and 91
     assert out.loc["reference − test_augment", "ERK / gradient BWT"] == "+0.0"
     assert out.loc["reference − test_augment", "Δ ACC vs reference"] == pytest.approx(4.0)
     assert out.loc["reference − free_init", "Δ ACC vs reference"] == pytest.approx(-10.0)
-    fig = protocol_ablation.ablation_figure(ablation_table())
+    fig = ablation_plots.ablation_figure(ablation_table())
     assert len(fig.axes) == 1 and len(fig.axes[0].get_yticklabels()) == 4
     plt.close(fig)
 
@@ -75,9 +78,9 @@ def baselines_table():
 
 def test_baselines_are_named_and_summarised():
     t = baselines_table()
-    assert [baseline_plots.baseline(r) for _, r in t.iterrows()][::2] == [
+    assert [baseline_tables.baseline(r) for _, r in t.iterrows()][::2] == [
         "static", "gradient", "no reuse (gradient)", "fine-tuning (gradient)", "dense isolated"]
-    out = baseline_plots.baselines_summary(t)
+    out = baseline_tables.baselines_summary(t)
     assert list(out.index) == [("0 %", "dense isolated"), ("80 %", "static"), ("80 %", "gradient"),
                                ("80 %", "no reuse (gradient)"), ("80 %", "fine-tuning (gradient)")]
     assert out.loc[("80 %", "static"), "ACC (%)"] == "80.5 ± 0.7"
@@ -90,4 +93,4 @@ def test_baselines_are_named_and_summarised():
 
 def test_a_table_without_flops_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="no training FLOPs"):
-        baseline_plots.baselines_summary(baselines_table().drop(columns=["train_flops_vs_dense"]))
+        baseline_tables.baselines_summary(baselines_table().drop(columns=["train_flops_vs_dense"]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cldst.config import ConfigError, ExperimentConfig
-from cldst.train import ContinualLearner
+from cldst.method.learner import ContinualLearner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,7 +22,7 @@ def masks_during(learner, t):
     snapshots = []
     step = learner.train_task.__func__
 
-    from cldst import task_trainer
+    from cldst.method import task_trainer
     original = task_trainer.DynamicSparsity.update
 
     def record(self, *args, **kwargs):
@@ -50,12 +50,14 @@ def test_static_mask_never_changes(tiny_cfg, static):
     assert rows == []
 
 
+@pytest.mark.slow
 def test_dst_updates_do_run_without_the_static_setting(tiny_cfg):
     learner = ContinualLearner(tiny_cfg(num_tasks=2, num_classes=4), progress=False)
     _, updates = masks_during(learner, 0)
     assert len(updates) == learner.steps_per_epoch(0) // 4
 
 
+@pytest.mark.slow
 def test_no_reuse_gives_disjoint_task_masks(tiny_cfg):
     cfg = tiny_cfg(sparse_init="uniform", density=0.2, reuse="none")
     learner = ContinualLearner(cfg, progress=False)
@@ -71,6 +73,7 @@ def test_no_reuse_gives_disjoint_task_masks(tiny_cfg):
     assert learner.metrics()["reuse_shortfall"] == []  # 3 × 20 % fits in every layer
 
 
+@pytest.mark.slow
 def test_no_reuse_reports_layers_that_run_out(tiny_cfg, capsys):
     learner = ContinualLearner(tiny_cfg(sparse_init="ERK", reuse="none"), progress=False)
     learner.run()  # ERK makes the stem dense: task 1 finds it full
@@ -80,6 +83,7 @@ def test_no_reuse_reports_layers_that_run_out(tiny_cfg, capsys):
     assert "too few free positions" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_fine_tuning_changes_an_earlier_tasks_weights_and_forgets(tiny_cfg):
     learner = ContinualLearner(tiny_cfg(isolation=False, num_tasks=2, num_classes=4), progress=False)
     learner.train_task(0)
@@ -96,6 +100,7 @@ def test_fine_tuning_changes_an_earlier_tasks_weights_and_forgets(tiny_cfg):
                                                           isolated.backbone.task_masks[0]))
 
 
+@pytest.mark.slow
 def test_fine_tuning_has_a_real_backward_transfer(tiny_cfg):
     m = ContinualLearner(tiny_cfg(isolation=False, epochs=2), progress=False).run()
     a = m["acc_matrix"]
@@ -114,6 +119,7 @@ def test_baseline_defaults_leave_run_ids_unchanged():
     assert ExperimentConfig(isolation=False).run_id() != cfg.run_id()
 
 
+@pytest.mark.slow
 def test_flops_are_recorded_per_task(tiny_cfg):
     dense = ContinualLearner(tiny_cfg(num_tasks=2, num_classes=4, density=1.0, growth="random"), progress=False)
     m = dense.run()

@@ -5,6 +5,7 @@ import pytest
 from cldst.cli import main
 
 
+@pytest.mark.slow
 def test_bench_prints_every_column(capsys):
     assert main(["bench", "--width", "0.125", "--repeats", "1", "--steps", "1", "--archs", "mobilenetv2",
                  "--epoch-batches", "2", "--epoch-repeats", "1"]) == 0

@@ -13,8 +13,7 @@ from PIL import Image
 from cldst import ExperimentConfig
 from cldst.config import ConfigError, load_preset
 from cldst.data import cifar10 as c10
-from cldst.data import load_benchmark, task_class_range
-from cldst.data import miniimagenet as mini
+from cldst.data import image_folders, load_benchmark, task_class_range
 from cldst.data.base import DataError
 
 PER_BATCH = 10  # each of the 5 training batches: one image of every class, shuffled
@@ -131,7 +130,7 @@ def test_cache_is_used_on_the_second_load(tmp_path, batches, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(mini, "decode_image", no_decoding)
+    monkeypatch.setattr(image_folders, "decode_image", no_decoding)
     again = load(data)
     for name in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(first, name), getattr(again, name))

@@ -4,11 +4,12 @@ each task owns its head rows, evaluation does not depend on batching, and dead s
 import pytest
 import torch
 
-from cldst.bn_stats import batchnorm_layers, compute_statistics, using_statistics
-from cldst.dst import DynamicSparsity, grow
-from cldst.experiment import run_experiment
-from cldst.selection import top_k_mask
-from cldst.train import ContinualLearner
+from cldst.method.bn_stats import batchnorm_layers, compute_statistics, using_statistics
+from cldst.method.dst import DynamicSparsity
+from cldst.method.growth import grow
+from cldst.method.learner import ContinualLearner
+from cldst.method.selection import top_k_mask
+from cldst.runner.experiment import run_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -19,12 +20,13 @@ def counts(mask, used):
 
 @pytest.mark.parametrize("init", ["uniform", "ERK"])
 @pytest.mark.parametrize("growth", ["random", "unfired", "gradient", "momentum"])
+@pytest.mark.slow
 def test_reused_and_trainable_counts_never_change_within_a_task(tiny_cfg, monkeypatch, init, growth):
     learner = ContinualLearner(tiny_cfg(sparse_init=init, growth=growth, update_frequency=2, num_tasks=2,
                                         num_classes=4, density=0.3), progress=False)
     learner.train_task(0)
     bb = learner.backbone
-    used = [u.clone() for u in bb.used]
+    used = [u.clone() for u in bb.owned]
     seen = {"updates": 0, "start": None}
     original = DynamicSparsity.update
 
@@ -66,7 +68,7 @@ def test_reference_dst_can_grow_into_frozen_positions(tiny_cfg, monkeypatch):
     learner = ContinualLearner(tiny_cfg(growth="random", update_frequency=2, num_tasks=2, num_classes=4,
                                         density=0.3, dst_moves_frozen=True), progress=False)
     learner.train_task(0)
-    used = [u.clone() for u in learner.backbone.used]
+    used = [u.clone() for u in learner.backbone.owned]
     start = {}
     original = DynamicSparsity.update
 
@@ -94,12 +96,13 @@ def test_growth_ties_are_broken_at_random_not_by_index():
     assert all(bool(top_k_mask(scores, 3, generator=g)[500]) for _ in range(20))
 
 
+@pytest.mark.slow
 def test_each_task_owns_only_its_head_rows(tiny_cfg):
     learner = ContinualLearner(tiny_cfg(sparse_init="ERK", num_tasks=3, num_classes=6), progress=False)
     bb = learner.backbone
     h = bb.head_index
     learner.train_task(0)
-    head_used = bb.used[h]
+    head_used = bb.owned[h]
     assert bool(head_used[:2].all())  # ERK: the head is dense within task 0's own rows
     assert not bool(head_used[2:].any())  # and no later task's row is used
     theta0_rows = bb.theta0[h][2:4].clone()
@@ -111,18 +114,20 @@ def test_each_task_owns_only_its_head_rows(tiny_cfg):
     assert int((trained_rows != theta0_rows).sum()) == trained_rows.numel()
 
 
+@pytest.mark.slow
 def test_shared_head_rows_quirk_lets_task_0_own_the_whole_head(tiny_cfg):
     learner = ContinualLearner(tiny_cfg(sparse_init="ERK", shared_head_rows=True), progress=False)
     learner.train_task(0)
-    assert bool(learner.backbone.used[learner.backbone.head_index].all())
+    assert bool(learner.backbone.owned[learner.backbone.head_index].all())
 
 
+@pytest.mark.slow
 def test_evaluation_is_independent_of_order_and_batch_size(tiny_cfg):
     learner = ContinualLearner(tiny_cfg(num_tasks=2, num_classes=4), progress=False)
     learner.train_task(0)
     learner.train_task(1)
     base = [learner.evaluate(j) for j in range(2)]
-    learner.test_idx = [idx.flip(0) for idx in learner.test_idx]
+    learner.images.test_idx = [idx.flip(0) for idx in learner.images.test_idx]
     assert [learner.evaluate(j) for j in range(2)] == base
     for size in (7, 1000):
         learner.cfg.eval_batch_size = size
@@ -147,6 +152,7 @@ def test_statistics_are_the_inputs_mean_and_variance():
     assert batchnorm_layers(model)[0].running_mean is None  # buffers removed again
 
 
+@pytest.mark.slow
 def test_statistics_survive_checkpoint_and_resume_bit_for_bit(tiny_cfg, tmp_path):
     cfg = tiny_cfg()
     run_experiment(cfg, tmp_path / "a", progress=False, max_tasks=2)
@@ -163,6 +169,7 @@ def test_statistics_survive_checkpoint_and_resume_bit_for_bit(tiny_cfg, tmp_path
     assert m_resumed["acc_matrix"] == m_full["acc_matrix"]
 
 
+@pytest.mark.slow
 def test_a_dead_start_is_reported_and_theta0_avoids_it(tiny_cfg, capsys):
     settings = dict(sparse_init="uniform", density=0.05, width=0.125)
     dead = ContinualLearner(tiny_cfg(free_init="zero", **settings), progress=False).run()
@@ -174,6 +181,7 @@ def test_a_dead_start_is_reported_and_theta0_avoids_it(tiny_cfg, capsys):
     assert alive["dead_tasks"] == []
 
 
+@pytest.mark.slow
 def test_zero_started_head_rows_alone_are_not_a_dead_start(tiny_cfg):
     # ERK reuses most of task 0's backbone, so features depend on the input; the task's own head
     # rows start at 0 (constant logits), yet the head learns from the features.

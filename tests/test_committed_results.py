@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cldst.grids import load_grid
-from cldst.results import read_results
+from cldst.analysis.results import read_results
+from cldst.runner.grids import load_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_reference_protocol_low_tasks_come_from_the_all_class_argmax_over_shared
     """Under the reference protocol some tasks end near 0 % (the argmax runs over all 10 classes and
     tasks share head rows, so another task's class wins). With either quirk off, every task of
     every run is clearly above its chance level of 50 %."""
-    from cldst.protocol_ablation import with_variants
+    from cldst.analysis.protocol_ablation import with_variants
 
     results = with_variants(read_results(ROOT / "figures/protocol-ablation/results.csv"))
     fixed = results[results["variant"].isin(["reference − eval_all_classes", "reference − shared_head_rows"])]

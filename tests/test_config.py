@@ -117,6 +117,7 @@ def test_cli_original_flag_names():
     assert (cfg.arch, cfg.weight_decay, cfg.prune_rate, cfg.density) == ("mobilenetv2", 0.0005, 0.3, 0.1)
 
 
+@pytest.mark.slow
 def test_console_script_bad_density():
     proc = subprocess.run([sys.executable, "-m", "cldst.cli", "run", "--density", "2"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)

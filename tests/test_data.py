@@ -65,6 +65,7 @@ def test_corrupt_cifar100_pickle(tmp_path):
         cifar.load_cifar100(tmp_path, download=False)
 
 
+@pytest.mark.slow
 def test_split_mnist_is_seeded_and_recorded():
     cfg = ExperimentConfig(dataset="split-mnist")
     a, b = load_benchmark(cfg), load_benchmark(cfg)
@@ -75,6 +76,7 @@ def test_split_mnist_is_seeded_and_recorded():
     assert a.info["split_seed"] == 0 and other.info["split_seed"] == 1
 
 
+@pytest.mark.slow
 def test_seeded_class_order_relabels_consistently():
     order = class_order(10, "seeded", 3)
     assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))

@@ -10,18 +10,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cldst.dst import (
+from cldst.method.dst import (
     DynamicSparsity,
     active_count,
-    grow,
     layer_densities,
     magnitude_prune,
     prune_rate,
     random_mask,
 )
-from cldst.masks import Backbone, TaskIsolation, like_param
-from cldst.models import ResNet18
-from cldst.selection import sample_mask, top_k_mask
+from cldst.method.growth import GROWTH_RULES, grow
+from cldst.method.masks import Backbone, TaskIsolation, like_param
+from cldst.method.models import ResNet18
+from cldst.method.selection import sample_mask, top_k_mask
 
 T, F_ = True, False
 
@@ -497,3 +497,11 @@ def test_top_k_mask_with_exclusions_equals_a_stable_sort_of_the_rest(trial):
     got = top_k_mask(x, k, exclude=exclude)
     assert int(got.sum()) == k and not bool((got & exclude).any())
     assert torch.equal(got, expected)
+
+
+def test_growth_rules_are_the_config_growths_by_name():
+    from cldst.config import GROWTHS
+
+    assert tuple(GROWTH_RULES) == GROWTHS
+    with pytest.raises(ValueError, match="unknown growth rule 'nope'"):
+        grow("nope", torch.zeros(4), torch.zeros(4, dtype=torch.bool), 1)

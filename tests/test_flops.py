@@ -1,18 +1,18 @@
-"""MAC counts of masked layers (cldst/flops.py), checked against hand counts."""
+"""MAC counts of masked layers (cldst/method/flops.py), checked against hand counts."""
 
 import pytest
 import torch
 from torch import nn
 
-from cldst.flops import (
+from cldst.method.flops import (
     TrainingFlops,
     dense_forward_macs,
     forward_macs,
     layer_output_sizes,
     task_inference_macs,
 )
-from cldst.masks import Backbone, masked_parameters
-from cldst.models import MobileNetV2, ResNet18
+from cldst.method.masks import Backbone, masked_parameters
+from cldst.method.models import MobileNetV2, ResNet18
 
 
 class Tiny(nn.Module):

@@ -14,7 +14,7 @@ import pytest
 
 CYCLES = """
 import resource, sys, torch
-from cldst.host_memory import keep_freed_memory
+from cldst.method.device import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory() is True and keep_freed_memory() is True  # a second call is a no-op
 faults = []
@@ -34,6 +34,7 @@ def _steady_state_faults(mode: str) -> list[int]:
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.slow
 def test_a_freed_64_mib_tensor_comes_back_without_page_faults():
     assert min(_steady_state_faults("default")) > 16_000  # 16,384 pages of 4 KiB, faulted in every time
     keep = sorted(_steady_state_faults("keep"))

@@ -10,14 +10,16 @@ import torch.nn.functional as F
 
 from cldst.config import ExperimentConfig
 from cldst.data import ImageSplit
-from cldst.dst import DynamicSparsity
-from cldst.masks import Backbone, TaskIsolation
-from cldst.models import MobileNetV2, ResNet18, head
-from cldst.train import ContinualLearner, derived_seed, task_seed
+from cldst.method.dst import DynamicSparsity
+from cldst.method.learner import ContinualLearner
+from cldst.method.seeds import derived_seed, task_seed
+from cldst.method.masks import Backbone, TaskIsolation
+from cldst.method.models import MobileNetV2, ResNet18, head
 
 C = 2  # classes per task
 TASKS = 3
-STEPS = 4  # optimizer steps per task; a topology update after step 2
+STEPS = 4  # optimizer steps per task; a topology update after steps 2 and 4
+CHECKS = TASKS * (STEPS + STEPS // 2 + 1)  # simulate's checks: after every step, update and merge
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,25 +59,40 @@ class Frozen:
         self.values.append([w.clone() for w in bb.merged])
         self.bias.append((sl, {n: p.detach()[sl].clone() for n, p in bb.biases}))
 
-    def check(self, bb: Backbone, mask=None) -> int:
-        """Assert every finished task's weights are unchanged; returns how many are live in ``mask``."""
-        live_frozen = 0
+    def moved(self, bb: Backbone, mask=None) -> tuple[list[str], int]:
+        """What moved of the finished tasks' weights and biases (a line each; [] when nothing did), and
+        how many of their weights are live in ``mask`` (those must keep their merged value, the others
+        in the network must be 0)."""
+        moved, live_frozen = [], 0
         for own, vals, (sl, bias) in zip(self.owned, self.values, self.bias, strict=True):
             for li, (o, v, w, p) in enumerate(zip(own, vals, bb.merged, bb.params, strict=True)):
-                assert same_bits(w[o], v[o]), f"merged layer {bb.names[li]} moved"
+                if not same_bits(w[o], v[o]):
+                    moved.append(f"merged layer {bb.names[li]} moved")
                 if mask is not None:
                     live = o & mask[li]
-                    assert same_bits(p.detach()[live], v[live]), f"live frozen weight moved in {bb.names[li]}"
-                    assert bool((p.detach()[o & ~mask[li]] == 0).all())
+                    if not same_bits(p.detach()[live], v[live]):
+                        moved.append(f"live frozen weight moved in {bb.names[li]}")
+                    if not bool((p.detach()[o & ~mask[li]] == 0).all()):
+                        moved.append(f"frozen weight off the mask not 0 in {bb.names[li]}")
                     live_frozen += int(live.sum())
             for n, p in bb.biases:
-                assert same_bits(p.detach()[sl], bias[n]), f"bias {n} of classes {sl} moved"
-        return live_frozen
+                if not same_bits(p.detach()[sl], bias[n]):
+                    moved.append(f"bias {n} of classes {sl} moved")
+        return moved, live_frozen
+
+
+def off_mask_nonzero(bb: Backbone, mask) -> list[str]:
+    """The layers with a non-zero weight off ``mask``."""
+    return [bb.names[li] for li, (p, m) in enumerate(zip(bb.params, mask, strict=True))
+            if not bool((p.detach()[~m] == 0).all())]
 
 
 def simulate(arch: str = "resnet18", opt_name: str = "adam", *, method: str = "ERK", growth: str = "gradient",
              density: float = 0.3, free_init: str = "zero", check: bool = True, channels_last: bool = False):
-    """The loop of ``ContinualLearner.train_task`` on random data, with checks after every step."""
+    """The loop of ``ContinualLearner.train_task`` on random data. With ``check``, after every step,
+    every topology update and every merge: ``stats["checks"]`` counts them, ``stats["moved"]`` lists
+    what moved of the finished tasks' weights and biases, ``stats["off_mask"]`` the layers with a
+    non-zero weight off the current mask (each line says when)."""
     torch.manual_seed(0)
     model = ARCHS[arch]()
     if channels_last:
@@ -88,7 +105,16 @@ def simulate(arch: str = "resnet18", opt_name: str = "adam", *, method: str = "E
     bias0 = {n: p.detach().clone() for n, p in bb.biases}
     stats = {"live_frozen": [], "raw_step_moved_frozen": False, "raw_step_moved_bias": False,
              "end_weights": [], "start_weights": [], "capacity": [], "trained_moved": [],
-             "bias0": bias0, "start_masks": []}
+             "bias0": bias0, "start_masks": [], "checks": 0, "moved": [], "off_mask": []}
+
+    def run_checks(when: str, mask=None) -> int:
+        moved, live_frozen = frozen.moved(bb, mask)
+        stats["moved"] += [f"{when}: {m}" for m in moved]
+        if mask is not None:
+            stats["off_mask"] += [f"{when}: {name}" for name in off_mask_nonzero(bb, mask)]
+        stats["checks"] += 1
+        return live_frozen
+
     for t in range(TASKS):
         sl = slice(t * C, (t + 1) * C)
         mask = bb.new_task_mask(density, method, gen)
@@ -111,32 +137,28 @@ def simulate(arch: str = "resnet18", opt_name: str = "adam", *, method: str = "E
                 # Without after_step, weight decay would move frozen weights (shows the check has teeth).
                 stats["raw_step_moved_frozen"] |= any(
                     not same_bits(p.detach()[m & u], b[m & u])
-                    for p, b, m, u in zip(bb.params, before, mask, bb.used, strict=True))
+                    for p, b, m, u in zip(bb.params, before, mask, bb.owned, strict=True))
                 stats["raw_step_moved_bias"] |= any(
                     not same_bits(p.detach()[: sl.start], b[: sl.start])
                     for (_, p), b in zip(bb.biases, bias_before, strict=True))
             iso.after_step()
             if check:
-                live = max(live, frozen.check(bb, mask))
-                for p, m in zip(bb.params, mask, strict=True):
-                    assert bool((p.detach()[~m] == 0).all())
+                live = max(live, run_checks(f"task {t} step {step}", mask))
             if dst.due(step):
                 dst.update(step, opt)
                 iso.refresh()
                 if check:
-                    live = max(live, frozen.check(bb, mask))
-                    for p, m in zip(bb.params, mask, strict=True):
-                        assert bool((p.detach()[~m] == 0).all())
+                    live = max(live, run_checks(f"task {t} update at step {step}", mask))
         stats["live_frozen"].append(live)
         stats["trained_moved"].append(sum(
             int((p.detach()[tm.bool()] != s[tm.bool()]).sum()) for p, tm, s in
             zip(bb.params, iso.train_mask, stats["start_weights"][-1], strict=True)))
         stats["end_weights"].append([p.detach().clone() for p in bb.params])
-        used_before = [u.clone() for u in bb.used]
+        used_before = [u.clone() for u in bb.owned]
         bb.merge(mask)
         frozen.record(bb, mask, used_before, sl)
         if check:
-            frozen.check(bb)
+            run_checks(f"task {t} merged")
         stats["capacity"].append(bb.capacity())
     return bb, frozen, stats
 
@@ -154,7 +176,8 @@ def test_frozen_weights_bit_for_bit_resnet(opt_name):
     assert all(n > 0 for n in stats["trained_moved"])
     if opt_name in ("adam_wd", "sgd_momentum_wd", "adamw"):
         assert stats["raw_step_moved_frozen"]  # the optimizer alone would have moved them
-    frozen.check(bb)  # and once more at the very end
+    assert stats["checks"] == CHECKS and stats["moved"] == [] and stats["off_mask"] == []
+    assert frozen.moved(bb) == ([], 0)  # and once more at the very end
 
 
 @pytest.mark.parametrize("opt_name", ["adam_wd", "sgd_momentum_wd"])
@@ -165,6 +188,7 @@ def test_frozen_weights_and_head_bias_mobilenet(opt_name):
     assert all(n > 0 for n in stats["live_frozen"][1:])
     assert stats["raw_step_moved_frozen"]
     assert stats["raw_step_moved_bias"]  # weight decay alone would move earlier tasks' biases
+    assert stats["checks"] == CHECKS and stats["moved"] == [] and stats["off_mask"] == []
     # each task trained its own classes' biases, and they stayed as it left them
     for sl, bias in frozen.bias:
         assert same_bits(lin.bias.detach()[sl], bias["linear.bias"])
@@ -173,7 +197,16 @@ def test_frozen_weights_and_head_bias_mobilenet(opt_name):
 
 @pytest.mark.parametrize("growth", ["random", "unfired", "gradient", "momentum"])
 def test_frozen_weights_every_growth_rule(growth):
-    simulate("resnet18", "sgd_momentum_wd", method="uniform", growth=growth, density=0.4)
+    bb, frozen, stats = simulate("resnet18", "sgd_momentum_wd", method="uniform", growth=growth, density=0.4)
+    assert stats["checks"] == CHECKS
+    assert stats["moved"] == []  # no finished task's weight or bias moved, at any step, update or merge
+    assert stats["off_mask"] == []  # every weight off the current task's mask stayed 0
+    # Non-vacuous: frozen weights were live in later tasks' masks, weight decay alone would have moved
+    # them, and each task trained its free weights.
+    assert stats["live_frozen"][0] == 0 and all(n > 0 for n in stats["live_frozen"][1:])
+    assert stats["raw_step_moved_frozen"]
+    assert all(n > 0 for n in stats["trained_moved"])
+    assert frozen.moved(bb) == ([], 0)
 
 
 @pytest.mark.parametrize("growth", ["random", "momentum"])
@@ -185,7 +218,8 @@ def test_frozen_weights_channels_last(growth):
     assert any(p.stride() != p.contiguous().stride() for p, _ in conv)  # the layout really differs
     assert all(m.stride() == p.stride() for p, m in conv)
     assert all(n > 0 for n in stats["live_frozen"][1:])
-    frozen.check(bb)
+    assert stats["checks"] == CHECKS and stats["moved"] == [] and stats["off_mask"] == []
+    assert frozen.moved(bb) == ([], 0)
 
 
 # ---------------------------------------------------------------------- start values
@@ -219,7 +253,7 @@ def test_start_weights(free_from_theta0):
     m1 = bb.new_task_mask(0.3, "uniform", gen)
     bb.start_weights(m1, free_from_theta0=free_from_theta0)
     n_frozen = n_free = 0
-    for p, w0, m, u, w in zip(bb.params, bb.theta0, m1, bb.used, bb.merged, strict=True):
+    for p, w0, m, u, w in zip(bb.params, bb.theta0, m1, bb.owned, bb.merged, strict=True):
         p = p.detach()
         assert same_bits(p[m & u], w[m & u])  # frozen positions: the merged value
         expected_free = w0[m & ~u] if free_from_theta0 else torch.zeros_like(w0[m & ~u])
@@ -311,7 +345,7 @@ def test_capacity_is_union_fraction_and_increases():
     assert all(a < b for a, b in zip(stats["capacity"], stats["capacity"][1:], strict=False))
     assert stats["capacity"][0] == pytest.approx(0.3, abs=2e-3)  # one uniform mask of density 0.3
     assert bb.capacity() == stats["capacity"][-1]
-    assert all(torch.equal(u, un) for u, un in zip(bb.used, union, strict=True))
+    assert all(torch.equal(u, un) for u, un in zip(bb.owned, union, strict=True))
 
 
 # ---------------------------------------------------------------------- masks vs initial weights
@@ -367,3 +401,20 @@ def test_masks_independent_of_initial_weights_in_the_learner():
     z = _kept_theta0_z(bb.theta0, bb.task_masks[0])
     assert all(abs(v) < 3 for v in z), z
     assert abs(sum(z)) / len(z) ** 0.5 < 3  # pooled over layers too
+
+
+def test_backbone_state_round_trips_and_reads_checkpoints_written_before_the_rename():
+    """``owned`` was called ``used`` in checkpoints written before the layered layout: both load."""
+    torch.manual_seed(0)
+    bb = Backbone(ResNet18(num_classes=4, in_channels=1, width=0.125))
+    mask = bb.new_task_mask(0.2, "uniform", torch.Generator().manual_seed(0))
+    bb.start_weights(mask, free_from_theta0=True)
+    bb.merge(mask)
+    state = bb.state_dict()
+    for saved in (state, {("used" if k == "owned" else k): v for k, v in state.items()}):
+        torch.manual_seed(1)
+        other = Backbone(ResNet18(num_classes=4, in_channels=1, width=0.125))
+        other.load_state_dict(saved)
+        assert all(torch.equal(a, b) for a, b in zip(other.owned, bb.owned, strict=True))
+        assert all(torch.equal(a, b) for a, b in zip(other.merged, bb.merged, strict=True))
+        assert sum(int(o.sum()) for o in other.owned) == sum(int(m.sum()) for m in mask) > 0

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cldst import metrics as M
+from cldst.method import metrics as M
 
 N = None
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cldst.data import image_folders
 from cldst.data import miniimagenet as mini
 from cldst.data.base import DataError
 
@@ -167,7 +168,7 @@ def test_cache_is_reused_without_decoding(tmp_path, images, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(mini, "decode_image", no_decoding)
+    monkeypatch.setattr(image_folders, "decode_image", no_decoding)
     again = load(data, workers=1)
     assert_same(first, again)
     assert again.info["cache"] == str(cache)
@@ -335,6 +336,7 @@ def test_preset_is_a_valid_config():
     assert (cfg.sparse_init, cfg.growth) == ("ERK", "momentum")
 
 
+@pytest.mark.slow
 def test_cldst_run_on_a_generated_10_class_tree(tmp_path):
     """A split-mnist-sized smoke run of `cldst run --dataset miniimagenet` on 10 wnid folders."""
     import json

@@ -20,10 +20,10 @@ from nbclient import NotebookClient
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from cldst import notebook, settings
+from cldst import notebook
 from cldst.cli import build_parser, config_from_args, main
-from cldst.config import GROWTHS, ConfigError, ExperimentConfig, load_preset
-from cldst.study_plots import STUDY_FIGURES, update_frequency_effect
+from cldst.config import GROWTHS, ConfigError, ExperimentConfig, load_preset, settings
+from cldst.plots.study import STUDY_FIGURES, update_frequency_effect
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "notebooks" / "experiment.ipynb"
@@ -57,7 +57,7 @@ def test_parameters_cell_has_every_config_field():
 
 
 def test_parameters_cell_is_written_from_the_settings():
-    """Defaults are ExperimentConfig's, comments cldst/settings.py's: `make notebooks` rewrites the cell."""
+    """Defaults are ExperimentConfig's, comments cldst/config/settings.py's: `make notebooks` rewrites the cell."""
     nb = nbformat.read(EXPERIMENT, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert cell.source == notebook.parameters_cell(), "run: .venv/bin/python tools/refresh_notebooks.py"
@@ -147,6 +147,7 @@ def test_history_outside_papermill():
     assert notebook.split_history(["import os"]) == (None, [])
 
 
+@pytest.mark.slow
 def test_the_kernel_resolves_a_preset_as_cldst_run_does(tmp_path, capsys):
     """A real kernel runs papermill's prepared notebook up to the config cell: it prints the config and
     run id of `cldst run -f PRESET --dry-run` (the first cells only: nothing is trained)."""
@@ -181,6 +182,7 @@ def test_presets_are_notebook_parameters_and_configs():
                 ("resnet18", 64, 100, 100, 0.1)
 
 
+@pytest.mark.slow
 def test_experiment_notebook_with_injected_parameters(tmp_path):
     run_dir = tmp_path / "run"
     nb = execute(EXPERIMENT, tmp_path / "out.ipynb", out_dir=str(run_dir), sparse_init="uniform",
@@ -198,6 +200,7 @@ def test_experiment_notebook_with_injected_parameters(tmp_path):
     assert "task 2" in text and "total" in text  # the mask table
 
 
+@pytest.mark.slow
 def test_misspelt_parameter_stops_at_the_first_cell(tmp_path):
     out = tmp_path / "out.ipynb"
     with pytest.raises(pm.PapermillExecutionError) as info:
@@ -213,6 +216,7 @@ def test_misspelt_parameter_stops_at_the_first_cell(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_bad_parameter_stops_at_the_first_cell(tmp_path):
     out = tmp_path / "out.ipynb"
     with pytest.raises(pm.PapermillExecutionError) as info:
@@ -251,6 +255,7 @@ def fake_results(update_frequencies=(10, 50), seeds=(0, 1, 2)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_figures_notebook_makes_every_figure(tmp_path):
     table = tmp_path / "results.csv"
     fake_results().to_csv(table, index=False)

@@ -13,11 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # tools/ is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from tools.parity import layout, parse, run  # noqa: E402
+from tools.parity import layout, parse, run  # the repository root is on sys.path: pyproject's pythonpath
 
 MATRIX = np.array([[41.5, 0, 0, 0, 0, 0, 0, 0, 0, 0.0]] +
                   [[30.25 + i, 50.5, 1, 2, 3, 4, 5, 6, 7, 33.33333333] for i in range(9)])

@@ -14,9 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cldst import plots, study_plots
+from cldst.analysis import cells, tasks_learned
+from cldst.analysis.results import json_column, read_results
 from cldst.config import ConfigError
-from cldst.results import json_column, read_results
+from cldst.plots import run as plots
+from cldst.plots import study as study_plots
+from cldst.plots import style
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ROOT / "tests" / "fixtures" / "results-small.csv"
@@ -42,11 +45,12 @@ def rc_snapshot() -> dict:
     return {k: v for k, v in mpl.rcParams.items() if k != "backend"}
 
 
+@pytest.mark.slow
 def test_importing_plots_changes_no_global_style():
     code = ("import matplotlib as mpl, matplotlib.colors as mc\n"
             "before = dict(mpl.rcParams); codes = dict(mc.get_named_colors_mapping())\n"
-            "import cldst.plots\n"
-            "import cldst.study_plots\n"
+            "import cldst.plots.baselines, cldst.plots.protocol_ablation, cldst.plots.reuse\n"
+            "import cldst.plots.run, cldst.plots.study\n"
             "assert dict(mpl.rcParams) == before, [k for k in before if mpl.rcParams[k] != before[k]]\n"
             "assert dict(mc.get_named_colors_mapping()) == codes\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -68,7 +72,7 @@ def test_making_figures_changes_no_global_style(table):
 def test_figures_have_the_style_inside():
     fig = plots.accuracy_over_time([[90.0, None], [90.0, 80.0]])
     spine = fig.axes[0].spines["left"].get_edgecolor()
-    assert spine == mpl.colors.to_rgba(plots.theme()["axes.edgecolor"]) != mpl.colors.to_rgba(mpl.rcParams["axes.edgecolor"])
+    assert spine == mpl.colors.to_rgba(style.theme()["axes.edgecolor"]) != mpl.colors.to_rgba(mpl.rcParams["axes.edgecolor"])
 
 
 def test_acc_vs_sparsity(table):
@@ -131,7 +135,7 @@ def test_fig5_is_the_median_run_of_a_named_cell_with_its_settings_in_the_title(t
     runs = cell_runs(table, "uniform", "random", 0.05)
     assert len(runs) == 2
     expected = runs.iloc[0]  # of two, the lower middle one
-    run = plots.pick_run(table, "median", {"sparse_init": "uniform", "growth": "random", "sparsity": 0.95})
+    run = cells.pick_run(table, "median", {"sparse_init": "uniform", "growth": "random", "sparsity": 0.95})
     assert run["run_id"] == expected["run_id"] and run["cell_runs"] == 2
     fig = plots.run_accuracy_matrix(table, "median", {"sparse_init": "uniform", "growth": "random", "sparsity": 0.95})
     title = fig.axes[0].get_title()
@@ -144,13 +148,13 @@ def test_fig5_is_the_median_run_of_a_named_cell_with_its_settings_in_the_title(t
 
 
 def test_fig5_default_cell_and_odd_count(table):
-    run = plots.pick_run(table)  # ERK, momentum, sparsity 80 %, at the main update frequency (4)
+    run = cells.pick_run(table)  # ERK, momentum, sparsity 80 %, at the main update frequency (4)
     runs = cell_runs(table)
     assert run["run_id"] == runs.iloc[0]["run_id"]
     three = pd.concat([table.drop(index=runs.index[0]), runs.iloc[[0]].assign(run_id="x-low", acc=0.0),
                        runs.iloc[[0]].assign(run_id="x-high", acc=100.0)])
     # now the cell has 3 runs: x-low, the remaining original one, x-high → the middle one
-    assert plots.pick_run(three, "median")["run_id"] == runs.iloc[1]["run_id"]
+    assert cells.pick_run(three, "median")["run_id"] == runs.iloc[1]["run_id"]
 
 
 def test_fig5_best_must_be_asked_for_and_says_so(table):
@@ -165,7 +169,7 @@ def test_fig5_a_named_run(table):
     fig = plots.run_accuracy_matrix(table, row["run_id"])
     title = fig.axes[0].get_title()
     assert "median" not in title and f"seed {row['seed']}" in title and f"ACC {row['acc']:.1f} %" in title
-    assert plots.pick_run(table, f"sweeps/x/{row['run_id']}/")["run_id"] == row["run_id"]
+    assert cells.pick_run(table, f"sweeps/x/{row['run_id']}/")["run_id"] == row["run_id"]
 
 
 @pytest.mark.parametrize("which, cell, message", [
@@ -176,12 +180,12 @@ def test_fig5_a_named_run(table):
 ])
 def test_fig5_bad_choice_is_one_line(table, which, cell, message):
     with pytest.raises(ConfigError) as info:
-        plots.pick_run(table, which, cell)
+        cells.pick_run(table, which, cell)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_every_task_learned_is_the_lowest_diagonal_entry(table):
-    worst = study_plots.every_task_learned(table)
+    worst = tasks_learned.every_task_learned(table)
     assert len(worst) == len(table) and worst["min_task_acc"].is_monotonic_increasing
     for run_id, matrix in zip(table["run_id"], json_column(table, "acc_matrix")):
         diagonal = [matrix[j][j] for j in range(len(matrix))]
@@ -189,18 +193,18 @@ def test_every_task_learned_is_the_lowest_diagonal_entry(table):
         assert row["min_task_acc"] == min(diagonal)
         assert diagonal[row["worst_task"] - 1] == min(diagonal)
     assert set(worst["chance"]) == {50.0}  # 2 classes per task
-    diag = study_plots.diagonal_accuracy(table)
+    diag = tasks_learned.diagonal_accuracy(table)
     assert len(diag) == 3 * len(table) and set(diag["task"]) == {1, 2, 3}
 
 
 def test_chance_level():
-    assert study_plots.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": False}) == 50.0
-    assert study_plots.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": True}) == 10.0
-    assert study_plots.chance_level({}) is None
+    assert tasks_learned.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": False}) == 50.0
+    assert tasks_learned.chance_level({"num_classes_per_task": 2, "num_classes": 10, "eval_all_classes": True}) == 10.0
+    assert tasks_learned.chance_level({}) is None
 
 
 def test_tasks_learned_summary(table):
-    summary = study_plots.tasks_learned_summary(table)
+    summary = tasks_learned.tasks_learned_summary(table)
     assert list(summary.columns) == ["random", "unfired", "gradient", "momentum"]
     assert len(summary) == 2 * 2 * 2  # sparsity × update frequency × init
     assert all("(task " in v for v in summary.to_numpy().ravel())
@@ -232,9 +236,9 @@ def test_no_file_is_left_behind_unless_asked(table, tmp_path, monkeypatch):
     figures = {name: draw(table) for name, draw in study_plots.STUDY_FIGURES.items()}
     figures["fig5-accuracy-matrix"] = plots.run_accuracy_matrix(table)
     for name, fig in figures.items():
-        assert plots.save_figure(fig, None, name) == []
+        assert style.save_figure(fig, None, name) == []
     assert list(tmp_path.iterdir()) == []
-    written = plots.save_figure(figures["fig6-tasks-learned"], tmp_path / "out", "fig6-tasks-learned")
+    written = style.save_figure(figures["fig6-tasks-learned"], tmp_path / "out", "fig6-tasks-learned")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fig6-tasks-learned.pdf", "fig6-tasks-learned.png"]
     assert all(p.stat().st_size > 1000 for p in written)
 

@@ -9,11 +9,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cldst.checkpoint import STOP_FILE, RequeueableRun
 from cldst.cli import main
-from cldst.grids import load_grid
-from cldst.progress import PROGRESS, ProgressFile, grid_status
-from cldst.sweep import Progress, RunJob, pick_device, run_local
+from cldst.runner.grids import load_grid
+from cldst.runner.jobs import RunJob
+from cldst.runner.local import pick_device, run_local
+from cldst.runner.observers import ProgressFile
+from cldst.runner.requeue import RequeueableRun
+from cldst.runner.run_dir import PROGRESS, STOP_FILE
+from cldst.runner.status import grid_status
+from cldst.runner.sweep_bar import SweepBar
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_tasks=2, num_classes=4, num_classes_per_task=2, width=0.125, epochs=2, batch_size=64,
@@ -66,7 +70,7 @@ def test_local_sweep_gives_each_run_its_own_device(tmp_path, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     FakeProc.started = []
     jobs = [RunJob(f"r{i}", str(tmp_path / f"r{i}"), "nb.ipynb", {}) for i in range(3)]
-    counts = Progress(total=3, skipped=0)
+    counts = SweepBar(total=3, skipped=0)
     counts.start(False, "test")
     run_local(jobs, parallel=2, progress=counts, devices=["0", "1"], popen=FakeProc)
     assert [env["CUDA_VISIBLE_DEVICES"] for env in FakeProc.started] == ["0", "1", "0"]

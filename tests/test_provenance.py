@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 import cldst
-from cldst import provenance
 from cldst.cli import main
 from cldst.config import ExperimentConfig
 from cldst.notebook import warn_if_code_changed
-from cldst.runs import RunDir
+from cldst.runner import provenance
+from cldst.runner.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER = {"cldst_version": "0.0.9", "git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": False}
@@ -33,12 +33,12 @@ def test_code_version_in_this_checkout():
 def test_code_version_outside_a_checkout(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "ROOT", tmp_path)
     assert provenance.code_version() == {"cldst_version": cldst.__version__, "git_commit": None, "git_dirty": None}
-    assert provenance.describe(provenance.code_version()) == f"cldst {cldst.__version__}"
+    assert provenance.version_text(provenance.code_version()) == f"cldst {cldst.__version__}"
 
 
 def test_describe():
-    assert provenance.describe(OTHER) == "cldst 0.0.9, git 0123456789ab"
-    assert provenance.describe({**OTHER, "git_dirty": True}) == "cldst 0.0.9, git 0123456789ab (modified)"
+    assert provenance.version_text(OTHER) == "cldst 0.0.9, git 0123456789ab"
+    assert provenance.version_text({**OTHER, "git_dirty": True}) == "cldst 0.0.9, git 0123456789ab (modified)"
 
 
 def test_config_and_metrics_record_the_code(tmp_path):
@@ -70,13 +70,13 @@ def test_resume_warning(tmp_path):
     write_finished(tmp_path / "other", OTHER)
     assert provenance.resume_warning(tmp_path / "other") == (
         f"warning: {tmp_path / 'other'} was written by cldst 0.0.9, git 0123456789ab, not by this code "
-        f"({provenance.describe(now)}); resuming, its results are returned as they are: use another out dir "
+        f"({provenance.version_text(now)}); resuming, its results are returned as they are: use another out dir "
         "to recompute")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "config.json").write_text(json.dumps(ExperimentConfig().to_dict()))  # unfinished, old
     assert provenance.resume_warning(tmp_path / "old") == (
         f"warning: {tmp_path / 'old'} was written by a cldst that did not record its version, not by this code "
-        f"({provenance.describe(now)}); resuming, its finished tasks are kept: use another out dir to recompute")
+        f"({provenance.version_text(now)}); resuming, its finished tasks are kept: use another out dir to recompute")
 
 
 def test_resume_warns_in_the_cli_and_the_notebook(tmp_path, capsys):

@@ -3,13 +3,15 @@
 import pytest
 import torch
 
-from cldst import evaluation
 from cldst.config import ExperimentConfig
-from cldst.dst import active_count, grow, layer_densities, magnitude_prune, magnitude_prune_threshold
-from cldst.masks import Backbone, TaskIsolation
-from cldst.models import ResNet18
-from cldst.task_trainer import epoch_batches, lr_milestones, make_optimizer, steps_per_epoch
-from cldst.train import ContinualLearner
+from cldst.config.schedule import lr_milestones, steps_per_epoch
+from cldst.method import evaluation
+from cldst.method.dst import active_count, layer_densities, magnitude_prune, magnitude_prune_threshold
+from cldst.method.growth import grow
+from cldst.method.learner import ContinualLearner
+from cldst.method.masks import Backbone, TaskIsolation
+from cldst.method.models import ResNet18
+from cldst.method.task_trainer import epoch_batches, make_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,6 +23,7 @@ def trained(cfg, tasks=1):
     return learner
 
 
+@pytest.mark.slow
 def test_test_augment_makes_evaluation_random_and_clean_is_deterministic(tiny_cfg):
     clean = trained(tiny_cfg(num_tasks=2, num_classes=4))
     assert clean.evaluate(0) == clean.evaluate(0)
@@ -38,12 +41,13 @@ def test_all_class_argmax_can_pick_another_tasks_class(tiny_cfg):
         logits[:, 0] = torch.linspace(0, 1, x.shape[0])
         return logits
 
-    learner.forward = task1_class_wins
+    learner.evaluator.forward = task1_class_wins
     assert learner.evaluate(0) > 0  # within task 0's classes, class 0 wins: right for label 0
     learner.cfg.eval_all_classes = True
     assert learner.evaluate(0) == 0.0  # over all classes, task 1's class 2 wins every time
 
 
+@pytest.mark.slow
 def test_final_model_matrix_rows_are_identical_below_the_diagonal(tiny_cfg):
     m = ContinualLearner(tiny_cfg(final_model_matrix=True), progress=False).run()
     a = m["acc_matrix"]
@@ -53,6 +57,7 @@ def test_final_model_matrix_rows_are_identical_below_the_diagonal(tiny_cfg):
     assert m["bwt"] == 0.0
 
 
+@pytest.mark.slow
 def test_reference_metrics_have_the_originals_names(tiny_cfg):
     m = ContinualLearner(tiny_cfg(protocol="reference"), progress=False).run()
     ref = m["reference_metrics"]
@@ -94,7 +99,7 @@ def test_keep_best_epoch_merges_the_best_training_accuracy_epoch(tiny_cfg, monke
     # the mask saved with those weights is the task's mask: for freezing, merging and evaluation
     best_mask, last_mask = mask_snapshots[1 + best], mask_snapshots[-1]
     assert any(not torch.equal(b, m) for b, m in zip(best_mask, last_mask))  # DST moved it after
-    for recorded, used, b, merged in zip(learner.backbone.task_masks[0], learner.backbone.used, best_mask,
+    for recorded, used, b, merged in zip(learner.backbone.task_masks[0], learner.backbone.owned, best_mask,
                                          learner.backbone.merged):
         assert torch.equal(recorded, b) and torch.equal(used, b)
         assert int(torch.count_nonzero(merged[~b])) == 0  # no trained value outside every mask
@@ -172,6 +177,7 @@ def test_unfired_topup_is_bernoulli_when_too_few_unfired():
     assert counts != {150}  # the top-up is a Bernoulli draw
 
 
+@pytest.mark.slow
 def test_cli_reference_and_clean_both_finish(tmp_path):
     import json
 
@@ -201,19 +207,19 @@ def test_threshold_prune_removes_every_tied_weight():
 
 
 def test_threshold_prune_is_what_the_reference_topology_update_uses(tiny_cfg):
-    from cldst.task_trainer import TaskTrainer
+    from cldst.method.task_trainer import TaskTrainer
 
     for quirk, expected in ((False, magnitude_prune), (True, magnitude_prune_threshold)):
         learner = ContinualLearner(tiny_cfg(threshold_prune=quirk), progress=False)
         bb = learner.backbone
         mask = bb.new_task_mask(0.2, "ERK", torch.Generator().manual_seed(0))
         trainer = TaskTrainer(learner.cfg, learner.model, learner.forward, bb, mask, slice(0, 2), 10,
-                              torch.Generator().manual_seed(0), learner._autocast)
+                              torch.Generator().manual_seed(0), learner.autocast)
         assert trainer.topology.prune is expected
 
 
 def test_sgd_nesterov_masks_the_momentum_buffer(tiny_cfg):
-    from cldst.task_trainer import TaskTrainer
+    from cldst.method.task_trainer import TaskTrainer
 
     params = [torch.nn.Parameter(torch.ones(3))]
     assert make_optimizer(tiny_cfg(optimizer="sgd", sgd_nesterov=True), params).defaults["nesterov"] is True
@@ -226,9 +232,9 @@ def test_sgd_nesterov_masks_the_momentum_buffer(tiny_cfg):
         mask = bb.new_task_mask(0.2, "ERK", torch.Generator().manual_seed(0))
         bb.start_weights(mask, free_from_theta0=True)
         trainer = TaskTrainer(learner.cfg, learner.model, learner.forward, bb, mask, slice(0, 2), 10,
-                              torch.Generator().manual_seed(0), learner._autocast)
-        x = learner.transform.normalise(learner.train_x[:32])
-        y = (learner.train_y[:32] % 2).long()
+                              torch.Generator().manual_seed(0), learner.autocast)
+        x = learner.images.transform.normalise(learner.images.train_x[:32])
+        y = (learner.images.train_y[:32] % 2).long()
         for _ in range(2):
             trainer.step(x, y)
         inactive_momentum[quirk] = sum(
@@ -260,17 +266,19 @@ def test_keep_last_batch_trains_every_image(n, batch, steps, sizes):
     assert steps_per_epoch(n, batch) == max(1, n // batch)  # clean: full batches only
 
 
+@pytest.mark.slow
 def test_keep_last_batch_sets_the_steps_and_the_prune_schedule(tiny_cfg):
     for quirk in (False, True):
         learner = ContinualLearner(tiny_cfg(num_tasks=2, num_classes=4, batch_size=48, keep_last_batch=quirk),
                                    progress=False)
-        n = learner.train_idx[0].numel()
+        n = learner.images.train_idx[0].numel()
         learner.train_task(0)
         row = next(r for r in learner.state.history if r["kind"] == "epoch")
         assert n % 48 > 1
         assert row["step"] == (-(-n // 48) if quirk else n // 48)
 
 
+@pytest.mark.slow
 def test_lr_drop_at_zero_trains_one_epoch_at_a_hundredth(tiny_cfg):
     assert lr_milestones(1) == [] and lr_milestones(1, drop_at_zero=True) == [0, 0]
     assert lr_milestones(4) == lr_milestones(4, drop_at_zero=True) == [2, 3]
@@ -293,14 +301,15 @@ def test_test_augment_batches_are_the_training_batch_size(tiny_cfg, monkeypatch)
     learner = trained(tiny_cfg(num_tasks=2, num_classes=4, batch_size=16, test_augment=True,
                                eval_batch_stats=True))
     sizes = []
-    count = evaluation._count_correct
-    monkeypatch.setattr(evaluation, "_count_correct",
-                        lambda lr, batch, sl, shift: sizes.append(batch.numel()) or count(lr, batch, sl, shift))
+    count = evaluation.Evaluator._count_correct
+    monkeypatch.setattr(evaluation.Evaluator, "_count_correct",
+                        lambda ev, batch, sl, shift: sizes.append(batch.numel()) or count(ev, batch, sl, shift))
     learner.evaluate(0)
-    n = learner.test_idx[0].numel()
+    n = learner.images.test_idx[0].numel()
     assert sum(sizes) == n and max(sizes) == 16 and len(sizes) == -(-n // 16) - (n % 16 == 1)
 
 
+@pytest.mark.slow
 def test_forgetting_is_null_under_a_final_model_matrix(tiny_cfg):
     m = ContinualLearner(tiny_cfg(final_model_matrix=True), progress=False).run()
     assert m["forgetting"] is None and "test-augmentation noise" in m["forgetting_note"]
@@ -337,7 +346,7 @@ def test_growth_ranking_active_positions_can_fall_short(rule):
 
 
 def test_growth_ranking_uses_the_logical_order_of_a_channels_last_weight():
-    from cldst.dst import DynamicSparsity
+    from cldst.method.dst import DynamicSparsity
 
     torch.manual_seed(0)
     weight, grad = torch.randn(8, 4, 3, 3), torch.randn(8, 4, 3, 3) * (torch.rand(8, 4, 3, 3) < 0.05)

@@ -1,15 +1,20 @@
-"""The results table from run folders, and the choice of run for figure 5."""
+"""The results table from run folders, its ordering and summary pivot, and the choice of run for
+figure 5."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import fields
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from cldst.analysis.cells import pick_run
+from cldst.analysis.ordering import ordered
+from cldst.analysis.results import collect_results, json_column
+from cldst.analysis.summary import acc_summary, cell_stats, growth_grid, mean_std_text, overview_text
 from cldst.config import ConfigError, ExperimentConfig
-from cldst.plots import pick_run
-from cldst.results import acc_summary, collect_results, describe, json_column
 
 
 def write_run(root, name, density, seed, acc, **config):
@@ -39,7 +44,7 @@ def test_collect_results(tmp_path):
     assert row["total_seconds"] == 3.0 and row["images_per_s"] == 200.0 and row["ran_on"] == "cpu"
     assert json_column(table[table["run_id"] == a.run_id()], "acc_matrix") == [[[90.0, None], [90.0, 90.0]]]
     assert set(table["run_dir"]) == {"a", "nested/b"}
-    assert "sparsity: 80 %, 95 %" in describe(table)
+    assert "sparsity: 80 %, 95 %" in overview_text(table)
     summary = acc_summary(table)
     assert summary.loc[("split-mnist, 2 tasks", "80 %", "ERK"), "gradient"] == "90.00"
 
@@ -91,7 +96,47 @@ def test_pick_run(tmp_path):
 
 def test_the_table_has_no_duplicate_column():
     """A config field and a metric with the same name would make two columns of one name."""
-    from cldst.results import CONFIG_COLUMNS, METRIC_COLUMNS
+    from cldst.analysis.results import CONFIG_COLUMNS, METRIC_COLUMNS
 
     columns = ["run_id", "run_dir", "benchmark", *CONFIG_COLUMNS, *METRIC_COLUMNS]
     assert len(columns) == len(set(columns))
+
+
+def test_ordered_follows_the_config_for_inits_and_growth_rules():
+    assert ordered("growth", ["momentum", "other", "random", "gradient"]) == ["random", "gradient", "momentum", "other"]
+    assert ordered("sparse_init", ["ERK", "uniform"]) == ["uniform", "ERK"]
+    assert ordered("sparsity", [0.95, 0.8, 0.9]) == [0.8, 0.9, 0.95]
+
+
+def test_mean_std_text():
+    assert mean_std_text(91.0, 1.41421356, 2) == "91.00 ± 1.41"
+    assert mean_std_text(91.0, np.nan, 1) == "91.00"
+    assert mean_std_text(0.5, 0.3, 3, "+.1f") == "+0.5 ± 0.3"
+    assert mean_std_text(np.nan, np.nan, np.nan) == ""
+
+
+def hand_made_table(frequencies=(10, 10, 10, 10, 10)) -> pd.DataFrame:
+    rows = [("b", 0.95, "ERK", "momentum", 70.0), ("b", 0.95, "ERK", "momentum", 72.0),
+            ("b", 0.8, "uniform", "random", 80.0), ("b", 0.8, "ERK", "momentum", 90.0),
+            ("b", 0.8, "uniform", "momentum", 85.0)]
+    return pd.DataFrame([dict(benchmark=b, sparsity=s, sparse_init=i, growth=g, acc=a, update_frequency=f)
+                         for (b, s, i, g, a), f in zip(rows, frequencies)])
+
+
+def test_summary_pivot_on_a_hand_made_table():
+    out = acc_summary(hand_made_table())
+    assert list(out.index.names) == ["benchmark", "sparsity", "sparse init"]
+    assert list(out.index) == [("b", "80 %", "uniform"), ("b", "80 %", "ERK"), ("b", "95 %", "ERK")]
+    assert list(out.columns) == ["random", "momentum"]
+    assert out.to_numpy().tolist() == [["80.00", "85.00"], ["", "90.00"], ["", "71.00 ± 1.41"]]
+    varied = acc_summary(hand_made_table(frequencies=(10, 10, 10, 10, 20)))
+    assert list(varied.index.names) == ["benchmark", "sparsity", "update frequency", "sparse init"]
+    assert list(varied.index) == [("b", "80 %", 10, "uniform"), ("b", "80 %", 10, "ERK"), ("b", "80 %", 20, "uniform"),
+                                  ("b", "95 %", 10, "ERK")]
+
+
+def test_growth_grid_on_a_hand_made_table():
+    stats = cell_stats(hand_made_table(), ["sparse_init", "growth"])
+    mean, labels = growth_grid(stats, ["uniform", "ERK"], ["random", "momentum"])
+    assert mean.loc["uniform"].tolist() == [80.0, 85.0] and np.isnan(mean.loc["ERK", "random"])
+    assert labels.to_numpy().tolist() == [["80.0", "85.0"], ["", "77.3\n± 11.0"]]

@@ -1,4 +1,4 @@
-"""cldst/reuse.py on hand-made masks, with every expected number worked out by hand."""
+"""cldst/method/reuse.py on hand-made masks, with every expected number worked out by hand."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from cldst import reuse, reuse_plots
+from cldst.analysis import reuse as reuse_tables
 from cldst.config import ConfigError
+from cldst.method import reuse
+from cldst.plots import reuse as reuse_plots
 
 
 def mask(shape, on) -> torch.Tensor:
@@ -114,8 +116,8 @@ def test_mismatched_inputs():
 def test_agrees_with_the_backbone():
     """On a real backbone's random masks: the final per-layer capacity is ``used``'s density and
     ``Backbone.capacity`` is its weighted mean."""
-    from cldst.masks import Backbone
-    from cldst.models import build_model
+    from cldst.method.masks import Backbone
+    from cldst.method.models import build_model
 
     torch.manual_seed(0)
     bb = Backbone(build_model("resnet18", 6, 1, width=0.125))
@@ -123,8 +125,8 @@ def test_agrees_with_the_backbone():
     for _ in range(3):
         bb.merge(bb.new_task_mask(0.3, "ERK", g))
     cap = reuse.capacity_per_layer(bb.task_masks, bb.names)
-    assert [c[-1] for c in cap.values()] == [int(u.sum()) / u.numel() for u in bb.used]
-    sizes = [u.numel() for u in bb.used]
+    assert [c[-1] for c in cap.values()] == [int(u.sum()) / u.numel() for u in bb.owned]
+    sizes = [u.numel() for u in bb.owned]
     owned = sum(c[-1] * n for c, n in zip(cap.values(), sizes))
     assert math.isclose(owned / sum(sizes), bb.capacity())
     r = reuse.reuse_matrix(bb.task_masks)
@@ -174,7 +176,7 @@ def results_table() -> pd.DataFrame:
 
 
 def test_mean_reuse_table():
-    out = reuse_plots.mean_reuse_table(results_table())
+    out = reuse_tables.mean_reuse_table(results_table())
     assert list(out.columns) == ["random", "gradient"]
     assert list(out.index) == [("split-mnist, 3 tasks", "80 %", "uniform"), ("split-mnist, 3 tasks", "80 %", "ERK")]
     assert out.loc[("split-mnist, 3 tasks", "80 %", "ERK"), "gradient"] == pytest.approx((16 / 39 + 0.5) / 2)
@@ -185,7 +187,7 @@ def test_mean_reuse_table():
 
 def test_saturation_table_and_figure():
     table = results_table()
-    med = reuse_plots.saturation_table(table)
+    med = reuse_tables.saturation_table(table)
     assert list(med.index) == NAMES
     b = "split-mnist, 3 tasks"
     # ERK/gradient: conv1 never and task 3 → median never (NaN); linear tasks 2 and 3 → 2.5
@@ -201,8 +203,8 @@ def test_saturation_table_and_figure():
     assert len(never.axes) == 2
 
 
-@pytest.mark.parametrize("call, column", [(reuse_plots.mean_reuse_table, "reuse_matrix"),
-                                          (reuse_plots.saturation_table, "layer_saturation"),
+@pytest.mark.parametrize("call, column", [(reuse_tables.mean_reuse_table, "reuse_matrix"),
+                                          (reuse_tables.saturation_table, "layer_saturation"),
                                           (reuse_plots.saturation_figure, "layer_saturation")])
 def test_tables_without_the_columns(call, column):
     table = results_table().drop(columns=["reuse_matrix", "layer_saturation"])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cldst import provenance, settings
 from cldst.cli import build_parser, main
-from cldst.config import DATASET_DEFAULTS, QUIRKS, ExperimentConfig, load_preset
-from cldst.estimate import MEASURED
+from cldst.config import DATASET_DEFAULTS, QUIRKS, ExperimentConfig, load_preset, settings
+from cldst.runner import provenance
+from cldst.runner.estimate import MEASURED
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_tasks=2, num_classes=4, num_classes_per_task=2, width=0.125, epochs=2, batch_size=64,
@@ -21,7 +21,7 @@ TINY = dict(num_tasks=2, num_classes=4, num_classes_per_task=2, width=0.125, epo
 
 def test_every_setting_has_one_line_of_help():
     for f in fields(ExperimentConfig):
-        assert settings.HELP.get(f.name), f"add {f.name!r} to cldst/settings.py HELP"
+        assert settings.HELP.get(f.name), f"give {f.name!r} its help: setting(default, help) in cldst/config/experiment_config.py"
         for text in (settings.cli_help(f.name), settings.notebook_comment(f.name)):
             assert "\n" not in text and not text.endswith("."), f.name
         if f.default is None:  # says what None becomes
@@ -68,7 +68,7 @@ def test_version(capsys):
         main(["--version"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert out == provenance.describe(provenance.code_version()) + "\n"
+    assert out == provenance.version_text(provenance.code_version()) + "\n"
     assert re.fullmatch(r"cldst \d+\.\d+\.\d+(, git [0-9a-f]{12}( \(modified\))?)?\n", out)
 
 
@@ -76,9 +76,9 @@ def test_run_dry_run(tmp_path, capsys):
     preset = ROOT / "presets" / "cifar100-5task.yaml"
     assert main(["run", "-f", str(preset), "--seed", "1", "--dry-run"]) == 0
     cfg = ExperimentConfig.from_dict({**load_preset(preset), "seed": 1})
-    assert capsys.readouterr().out == (settings.describe(cfg) + "\n"
+    assert capsys.readouterr().out == (settings.config_text(cfg) + "\n"
                                        f"dry run: nothing trained; the run folder is runs/{cfg.run_id()}\n")
-    lines = settings.describe(cfg).splitlines()
+    lines = settings.config_text(cfg).splitlines()
     assert lines[0] == "dataset              = 'cifar100'" and "seed                 = 1" in lines
     assert lines[-1] == f"run id               = {cfg.run_id()}"
     assert len(lines) == len(fields(ExperimentConfig)) + 1
@@ -153,3 +153,10 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1] == \
         "cldst: error: device='cuda' is not allowed: no CUDA GPU is visible; use cpu or auto"
     assert not (tmp_path / "run").exists()
+
+
+def test_the_settings_page_is_generated_from_the_fields_help():
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert page == settings.markdown_reference(), "regenerate: python -m cldst.config.settings > docs/settings.md"
+    for f in fields(ExperimentConfig):
+        assert f"| `{f.name}` | {settings.HELP[f.name]}" in page

@@ -30,11 +30,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cldst import run_experiment, sweep
-from cldst.grids import load_grid
-from cldst.progress import PROGRESS, read_json
-from cldst.runs import RunDir
-from cldst.sweep import JOBS_FILE, SlurmOptions, run_sweep
+from cldst import run_experiment
+from cldst.runner import jobs, sweep
+from cldst.runner.grids import load_grid
+from cldst.runner.run_dir import PROGRESS, RunDir
+from cldst.runner.slurm import JOBS_FILE, SlurmOptions
+from cldst.runner.status import read_json
+from cldst.runner.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2 tasks of 6 epochs: ~5 s of training on one core, well past the 2 s in which a run sees a STOP file
@@ -42,7 +44,8 @@ TINY = dict(num_tasks=2, num_classes=4, num_classes_per_task=2, width=0.125, epo
             update_frequency=4, device="cpu")
 KEYS = ("acc_matrix", "acc", "bwt", "forgetting", "capacity", "layer_density", "dead_tasks")
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the job's task")
+pytestmark = [pytest.mark.slow,  # submitit, papermill, subprocesses
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the job's task")]
 
 
 def children(pid: int) -> list[int]:
@@ -72,7 +75,7 @@ def wait_for(condition, what: str, timeout_s: float = 120.0, poll_s: float = 0.0
 def training_notebook(path: Path) -> Path:
     """experiment.ipynb's parameters cell and its run, without the tables and figures after it (whose
     imports and drawing would double the two executions' time): what the job executes is the same."""
-    shipped = nbformat.read(sweep.NOTEBOOK, as_version=4)
+    shipped = nbformat.read(jobs.NOTEBOOK, as_version=4)
     (parameters,) = [c for c in shipped.cells if "parameters" in c.metadata.get("tags", [])]
     nb = nbformat.v4.new_notebook(metadata=shipped.metadata)
     nb.cells = [
@@ -98,7 +101,8 @@ def test_sweep_run_preempted_on_local_executor_requeues_and_matches_an_uninterru
     from submitit.core.utils import DelayedSubmission
     from submitit.local.local import LocalJobEnvironment
 
-    from cldst.checkpoint import STOP_FILE, RequeueableRun
+    from cldst.runner.requeue import RequeueableRun
+    from cldst.runner.run_dir import STOP_FILE
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: as this process's (one_thread)
     monkeypatch.setattr(sweep, "run_submitit", functools.partial(sweep.run_submitit, poll_s=0.2))

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from cldst.analysis.results import collect_results
 from cldst.cli import main
 from cldst.config import GROWTHS, INITS, ConfigError
-from cldst.grids import expand_grid, load_grid
-from cldst.results import collect_results
-from cldst.sweep import SlurmOptions, run_sweep
+from cldst.runner.grids import expand_grid, load_grid
+from cldst.runner.slurm import SlurmOptions
+from cldst.runner.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_tasks=2, num_classes=4, num_classes_per_task=2, width=0.125, epochs=2, batch_size=64,
@@ -162,6 +163,7 @@ def finished(root: Path) -> dict[str, float]:
     return {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")}
 
 
+@pytest.mark.slow
 def test_killed_sweep_loses_no_finished_run(tmp_path):
     grid = write_grid(tmp_path, {"density": [0.2, 0.1, 0.05]})
     root = tmp_path / "out"
@@ -188,6 +190,7 @@ def test_killed_sweep_loses_no_finished_run(tmp_path):
     assert len(table) == 3 and sorted(table["density"]) == [0.05, 0.1, 0.2]
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, capsys):
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -204,6 +207,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, capsys):
     assert len(finished(tmp_path / "out")) == 1
 
 
+@pytest.mark.slow
 def test_submitit_local_executor(tmp_path):
     pytest.importorskip("submitit")
     grid = load_grid(write_grid(tmp_path, {"growth": ["random", "momentum"]}), root=tmp_path / "out")

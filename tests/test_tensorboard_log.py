@@ -11,9 +11,10 @@ import pytest
 
 from cldst.cli import main
 from cldst.config import ConfigError, ExperimentConfig
-from cldst.experiment import run_experiment
-from cldst.progress import RunObserver
-from cldst.tensorboard_log import MISSING, TENSORBOARD, TensorBoardLog
+from cldst.method.events import LearnerObserver
+from cldst.runner.experiment import run_experiment
+from cldst.runner.run_dir import TENSORBOARD
+from cldst.runner.tensorboard_log import MISSING, TensorBoardLog
 
 
 class StubWriter:
@@ -36,7 +37,7 @@ class StubWriter:
         self.closed = True
 
 
-class Totals(RunObserver):
+class Totals(LearnerObserver):
     """Each task's step count, as the task loop reports it."""
 
     def __init__(self):
@@ -68,6 +69,7 @@ def runs(tmp_path_factory, one_thread):
                 history=history)
 
 
+@pytest.mark.slow
 def test_tags_steps_and_counts(runs):
     (writer,) = runs["writers"]
     assert writer.log_dir == str(runs["root"] / "logged" / TENSORBOARD) and writer.closed
@@ -96,6 +98,7 @@ def test_tags_steps_and_counts(runs):
     assert written("acc/ACC") == [(a[0][0], t0), (pytest.approx(runs["logged"]["acc"]), t0 + t1)]
 
 
+@pytest.mark.slow  # the runs fixture: two tiny runs, about 5 s
 def test_same_results_with_and_without(runs):
     plain, logged = runs["plain"], runs["logged"]
     assert logged["acc_matrix"] == plain["acc_matrix"]

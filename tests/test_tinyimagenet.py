@@ -13,7 +13,7 @@ from PIL import Image
 
 from cldst import ExperimentConfig
 from cldst.config import ConfigError, load_preset
-from cldst.data import load_benchmark
+from cldst.data import image_folders, load_benchmark
 from cldst.data import miniimagenet as mini
 from cldst.data import tinyimagenet as tiny
 from cldst.data.base import DataError
@@ -92,7 +92,7 @@ def pixels(data: bytes) -> np.ndarray:
 def expected(files: dict[str, bytes], size: int) -> tuple[torch.Tensor, ...]:
     """Train: sorted wnid, then file name; test: the val images likewise, labelled by the annotations."""
     def decode(data: bytes) -> torch.Tensor:
-        return torch.from_numpy(mini.decode_image(data, size).copy())
+        return torch.from_numpy(image_folders.decode_image(data, size).copy())
 
     train = [(SORTED.index(w), f"train/{w}/images/{w}_{i}.JPEG") for w in SORTED for i in range(TRAIN)]
     val = sorted((SORTED.index(w), f"val/images/{n}") for n, w in VAL_LABELS.items())
@@ -170,7 +170,7 @@ def test_cache_is_used_on_the_second_load(tmp_path, files64, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(mini, "decode_image", no_decoding)
+    monkeypatch.setattr(image_folders, "decode_image", no_decoding)
     again = load(data)
     assert_same(first, again)
     assert again.info["cache"] == str(cache)

@@ -5,11 +5,12 @@ import torch
 
 from cldst import run_experiment
 from cldst.cli import main
-from cldst.runs import RunDir
-from cldst.train import ContinualLearner
+from cldst.method.learner import ContinualLearner
+from cldst.runner.run_dir import RunDir
 
 
 @pytest.mark.parametrize("growth", ["gradient", "random"])
+@pytest.mark.slow
 def test_zero_forgetting_clean_protocol(tiny_cfg, growth):
     learner = ContinualLearner(tiny_cfg(growth=growth), progress=False)
     m = learner.run()
@@ -23,6 +24,7 @@ def test_zero_forgetting_clean_protocol(tiny_cfg, growth):
     assert m["capacity"] == sorted(m["capacity"]) and m["capacity"][0] < m["capacity"][-1]
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tiny_cfg, tmp_path):
     cfg = tiny_cfg()
     full = run_experiment(cfg, tmp_path / "full", progress=False)
@@ -38,6 +40,7 @@ def test_resume_equals_uninterrupted_run(tiny_cfg, tmp_path):
     assert all(torch.equal(x, y) for ms, ns in zip(a["task_masks"], b["task_masks"]) for x, y in zip(ms, ns))
 
 
+@pytest.mark.slow
 def test_existing_run_needs_resume(tiny_cfg, tmp_path):
     from cldst import ConfigError
 
@@ -49,6 +52,7 @@ def test_existing_run_needs_resume(tiny_cfg, tmp_path):
         run_experiment(tiny_cfg(num_tasks=2, num_classes=4, density=0.3), tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_cli_run_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--dataset", "split-mnist", "--num_tasks", "2", "--num_classes", "4",
@@ -71,6 +75,7 @@ def test_cli_run_end_to_end(tmp_path, capsys):
     assert main(argv + ["--resume"]) == 0
 
 
+@pytest.mark.slow
 def test_uniform_layer_density_is_exact(tiny_cfg):
     learner = ContinualLearner(tiny_cfg(sparse_init="uniform", density=0.25, num_tasks=2, num_classes=4),
                                progress=False)
@@ -81,7 +86,7 @@ def test_uniform_layer_density_is_exact(tiny_cfg):
 
 
 def test_lr_milestones():
-    from cldst.train import lr_milestones
+    from cldst.config.schedule import lr_milestones
 
     assert lr_milestones(100) == [50, 75]
     assert lr_milestones(3) == [1, 2]

@@ -12,7 +12,7 @@ to a temporary folder, whose path is written as ``runs`` in the outputs (what a 
 Stripped: execution timestamps, papermill metadata, widget state and the progress-bar widgets
 (random ids), and carriage-return redraws in text streams (keeping the final line). Every notebook
 gets the project's kernelspec (cldst.notebook.KERNEL), and experiment.ipynb's parameters cell is
-rewritten from cldst/settings.py (cldst.notebook.parameters_cell) before it runs.
+rewritten from cldst/config/settings.py (cldst.notebook.parameters_cell) before it runs.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def execute(path: Path) -> None:
 
 
 def sync(path: Path) -> None:
-    """The project's kernelspec; experiment.ipynb's parameters cell as cldst/settings.py describes it."""
+    """The project's kernelspec; experiment.ipynb's parameters cell as cldst/config/settings.py describes it."""
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = dict(KERNEL)
     if path.name == "experiment.ipynb":

@@ -1,40 +1,25 @@
-"""Benchmarks as uint8 tensors, with the class order and task split of a config."""
+"""Benchmarks as uint8 tensors, with the class order and task split of a config.
+
+Each benchmark's module (cldst/config/benchmarks.py names it) has ``load(cfg, progress)``; the
+modules are imported on first use, so a run loads only its own benchmark's dependencies."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 
 import torch
 
-from .base import DataError, ImageSplit
+from cldst.config.benchmarks import BENCHMARKS
+from cldst.data.base import DataError, ImageSplit
 
 __all__ = ["DataError", "ImageSplit", "load_benchmark", "class_order", "task_class_range"]
 
 
 def _load_source(cfg, progress: bool) -> ImageSplit:
-    if cfg.dataset == "split-mnist":
-        from .mnist import load_mnist_subset
-        return load_mnist_subset(cfg.data_seed)
-    if cfg.dataset == "cifar100":
-        from .cifar100 import load_cifar100
-        return load_cifar100(cfg.data_dir)
-    if cfg.dataset == "miniimagenet":
-        from .miniimagenet import CLASSES, find_source, load_miniimagenet
-        strict = {}
-        # A smaller tree (a subset, or a smoke test) is accepted when the run uses fewer classes.
-        if cfg.num_classes < CLASSES and len(find_source(cfg.data_dir).wnids) != CLASSES:
-            strict = dict(expected_classes=cfg.num_classes, images_per_class=None)
-        return load_miniimagenet(Path(cfg.data_dir), cfg.image_size, cfg.data_seed,
-                                 progress=progress, **strict)
-    if cfg.dataset == "tinyimagenet":
-        from .tinyimagenet import load_tinyimagenet
-        # All 200 classes are checked; a smaller tree is accepted when the run uses fewer classes.
-        return load_tinyimagenet(Path(cfg.data_dir), cfg.image_size, num_classes=cfg.num_classes,
-                                 progress=progress)
-    if cfg.dataset == "cifar10":
-        from .cifar10 import load_cifar10
-        return load_cifar10(Path(cfg.data_dir), progress=progress)
-    raise DataError(f"unknown dataset {cfg.dataset!r}")
+    """The benchmark's loader, named in its registry entry: ``cldst.data.<module>.load(cfg, progress)``."""
+    if cfg.dataset not in BENCHMARKS:
+        raise DataError(f"unknown dataset {cfg.dataset!r}")
+    return importlib.import_module(f"cldst.data.{BENCHMARKS[cfg.dataset].module}").load(cfg, progress)
 
 
 def class_order(num_native: int, order: str, seed: int) -> torch.Tensor:

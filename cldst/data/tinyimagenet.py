@@ -21,7 +21,7 @@
 
 The images may be at another resolution than 64 px (copies at 32 px are common): each image is
 decoded with Pillow, converted to RGB and resized to ``image_size`` × ``image_size`` exactly as
-miniImageNet's (``miniimagenet.decode_image``; an image already at that size is kept as is). The
+miniImageNet's (``image_folders.decode_image``; an image already at that size is kept as is). The
 test split has no labels, so the validation split is the test set: its labels are taken from
 ``val/val_annotations.txt``, never from the folder order. Classes are numbered in sorted wnid
 order. The uint8 images are cached in ``data_dir/tinyimagenet-cache/`` under a key made of the
@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 from .base import DataError, ImageSplit
-from .miniimagenet import RESIZE, WNID, Source, _is_image, _subdirs, cached_images
+from .image_folders import RESIZE, WNID, Source, cached_images, image_files, is_image, subdirs
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet's
 STD = (0.229, 0.224, 0.225)
@@ -76,11 +76,11 @@ def _find_sources(data_dir: Path) -> list[tuple[str, Path]]:
              if _named_tiny(p.name) and p.name.lower().endswith(".zip") and p.is_file()]
     if (data_dir / ANNOTATIONS).is_file():
         found.append(("folder", data_dir))
-    for child in _subdirs(data_dir):
+    for child in subdirs(data_dir):
         if _is_tree(child) and (_named_tiny(child.name) or (child / ANNOTATIONS).is_file()):
             found.append(("folder", child))
         elif _named_tiny(child.name):  # extracted into a folder of the same name
-            found += [("folder", g) for g in _subdirs(child) if _is_tree(g)]
+            found += [("folder", g) for g in subdirs(child) if _is_tree(g)]
     return found
 
 
@@ -96,7 +96,7 @@ def _parse_annotations(text: str, where: str, get: str) -> dict[str, str]:
         if not line.strip():
             continue
         fields = line.split("\t")
-        if len(fields) < 2 or not _is_image(fields[0]) or not WNID.fullmatch(fields[1]):
+        if len(fields) < 2 or not is_image(fields[0]) or not WNID.fullmatch(fields[1]):
             raise DataError(f"line {number} of {where} is {line.strip()[:60]!r}, not "
                             f"'<file>.JPEG<TAB><wnid>[<TAB>bbox...]': the file is damaged; {get}")
         if fields[0] in labels:
@@ -177,22 +177,15 @@ def _check_counts(source: Source, where: str, num_classes: int, get: str) -> Non
 
 def _folder_source(folder: Path, num_classes: int, data_dir: Path) -> Source:
     train = []
-    for class_dir in _subdirs(folder / "train"):
+    for class_dir in subdirs(folder / "train"):
         images = class_dir / "images"
         if not WNID.fullmatch(class_dir.name) or not images.is_dir():
             continue
-        with os.scandir(images) as entries:
-            for e in entries:
-                if _is_image(e.name) and e.is_file():
-                    rel, st = f"train/{class_dir.name}/images/{e.name}", e.stat()
-                    train.append((class_dir.name, rel, (rel, st.st_size, st.st_mtime_ns)))
+        train += [(class_dir.name, rel, fp)
+                  for _, rel, fp in image_files(images, f"train/{class_dir.name}/images/")]
     val = []
     if (folder / "val" / "images").is_dir():
-        with os.scandir(folder / "val" / "images") as entries:
-            for e in entries:
-                if _is_image(e.name) and e.is_file():
-                    rel, st = f"val/images/{e.name}", e.stat()
-                    val.append((rel, (rel, st.st_size, st.st_mtime_ns)))
+        val = [(rel, fp) for _, rel, fp in image_files(folder / "val" / "images", "val/images/")]
     ann_path = folder / ANNOTATIONS
     annotations, ann_id = None, (ANNOTATIONS,)
     if ann_path.is_file():
@@ -236,9 +229,9 @@ def _zip_source(path: Path, num_classes: int, data_dir: Path) -> Source:
                     annotations = zf.read(m).decode(errors="replace")
                     ann_id = fp
                 elif len(parts) == 4 and parts[0] == "train" and parts[2] == "images" \
-                        and WNID.fullmatch(parts[1]) and _is_image(parts[3]):
+                        and WNID.fullmatch(parts[1]) and is_image(parts[3]):
                     train.append((parts[1], m.filename, fp))
-                elif len(parts) == 3 and parts[:2] == ["val", "images"] and _is_image(parts[2]):
+                elif len(parts) == 3 and parts[:2] == ["val", "images"] and is_image(parts[2]):
                     val.append((m.filename, fp))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise DataError(f"{path} is not a readable zip ({type(e).__name__}: {e}): delete it and "
@@ -304,3 +297,8 @@ def load_tinyimagenet(data_dir: str | Path, image_size: int = 32, *, num_classes
             "split": f"given: train/ for training, val/ (labels from {ANNOTATIONS}) for testing"}
     return ImageSplit(images[~test], labels[~test], images[test], labels[test], MEAN, STD,
                       hflip=True, info=info)
+
+
+def load(cfg, progress: bool = False) -> ImageSplit:
+    # All 200 classes are checked; a smaller tree is accepted when the run uses fewer classes.
+    return load_tinyimagenet(Path(cfg.data_dir), cfg.image_size, num_classes=cfg.num_classes, progress=progress)

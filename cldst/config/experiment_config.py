@@ -1,0 +1,281 @@
+"""ExperimentConfig: every setting of one run, validated.
+
+Fields left as ``None`` take the dataset's default (the original code's per-benchmark values of
+epochs, batch size, density, update frequency and network), so the resolved config written to
+``config.json`` is always concrete. ``sparse_init`` and ``growth`` default to ERK and gradient, the
+study's best pair; the original's command line defaults to uniform and random.
+The reference protocol's quirks are described in docs/reference-protocol.md.
+
+Each field's one line of help is written once, beside it, as ``setting(default, help)``; cldst/
+config/settings.py renders it for ``cldst run --help`` and experiment.ipynb's parameters cell.
+A benchmark's defaults live in cldst/config/benchmarks.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cldst.config.benchmarks import BENCHMARKS, DATASETS
+
+__all__ = ["ALIASES", "ARCHS", "CLASS_ORDERS", "DATASETS", "DATASET_DEFAULTS", "FREE_INITS", "GROWTHS",
+           "INITS", "NOT_IN_RUN_ID", "OPTIMIZERS", "PROTOCOLS", "QUIRKS", "REUSES", "RUN_ID_NEUTRAL", "STATIC",
+           "ConfigError", "ExperimentConfig", "load_preset"]
+
+
+def setting(default: Any, help: str):
+    """A config field with its one line of help (cldst run --help, the notebook's parameters cell)."""
+    return field(default=default, metadata={"help": help})
+
+
+class ConfigError(ValueError):
+    """A setting that is not allowed. The message is one line naming the parameter."""
+
+
+ARCHS = ("resnet18", "mobilenetv2")
+INITS = ("uniform", "ERK")
+GROWTHS = ("random", "unfired", "gradient", "momentum")  # the DST growth rules
+STATIC = "none"  # growth: none, the static sparse baseline: the initial mask is never updated
+REUSES = ("all", "none")
+OPTIMIZERS = ("adam", "sgd")
+PROTOCOLS = ("clean", "reference")
+FREE_INITS = ("zero", "theta0")
+CLASS_ORDERS = ("native", "seeded")
+
+# Spellings of the original README and code, mapped to ours.
+ALIASES = {
+    "dataset": {alias: b.name for b in BENCHMARKS.values() for alias in b.aliases},
+    "sparse_init": {"erk": "ERK"},
+    "growth": {"random_unfired": "unfired"},
+    "arch": {"resnet": "resnet18", "mobilenet": "mobilenetv2"},
+}
+
+# Per-benchmark defaults, with num_classes (cldst/config/benchmarks.py holds them).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    name: dict(num_classes=b.num_classes, **b.defaults) for name, b in BENCHMARKS.items()}
+
+# Behaviours of the original code that protocol="reference" reproduces, one flag each.
+QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_epoch",
+          "grown_frozen_zero", "bernoulli_masks", "unfired_topup", "dst_moves_frozen",
+          "index_tie_break", "shared_head_rows", "eval_batch_stats", "threshold_prune",
+          "sgd_nesterov", "keep_last_batch", "lr_drop_at_zero", "growth_ranks_active")
+
+# Settings added after results were published, left out of the run id at these values (which
+# compute what the code did before they existed), so earlier run ids and tables stay valid.
+RUN_ID_NEUTRAL: dict[str, Any] = {"threshold_prune": False, "sgd_nesterov": False,
+                                  "keep_last_batch": False, "lr_drop_at_zero": False,
+                                  "growth_ranks_active": False, "reuse": "all", "isolation": True}
+
+# Settings that do not change what a run computes, left out of the run id.
+NOT_IN_RUN_ID = ("data_dir", "device")
+
+
+@dataclass
+class ExperimentConfig:
+    # benchmark
+    dataset: str = setting("split-mnist", "benchmark (split-mnist needs no download)")
+    num_tasks: int | None = setting(None, "number of tasks the classes are split into")
+    num_classes: int | None = setting(None, "classes used, split into num_tasks tasks of contiguous classes")
+    num_classes_per_task: int | None = setting(None, "classes per task")
+    class_order: str = setting("native", "class order before the split into tasks (seeded: permuted by data_seed)")
+    image_size: int | None = setting(None, "pixels per side (tinyimagenet: 32 or 64; miniimagenet: any, e.g. 84)")
+    data_seed: int = setting(0, "seeds the train/test split where the benchmark has none")
+    data_dir: str = setting("data", "where datasets are downloaded and cached")
+    # backbone
+    arch: str | None = setting(None, "backbone network")
+    width: float | None = setting(None, "channel multiplier; 1.0 is the original network")
+    # sparse training
+    sparse_init: str = setting("ERK", "how each task's mask is drawn (uniform: the same density in every layer)")
+    growth: str = setting("gradient", "how pruned weights are regrown (none: a static mask, never updated)")
+    density: float | None = setting(None, "fraction of each task's mask that is active, in (0, 1]")
+    prune_rate: float = setting(0.5, "fraction of active weights pruned at a task's first update; cosine-decays to 0.005")
+    update_frequency: int | None = setting(None, "optimizer steps between topology updates (0: never, a static mask)")
+    reuse: str = setting("all", "all: a task's mask may reuse earlier tasks' frozen weights; none: only free positions")
+    isolation: bool = setting(True, "freeze the weights earlier tasks own (false: fine-tuning, later tasks overwrite them)")
+    free_init: str | None = setting(None, "start value of a later task's free weights (theta0: the initial random weights)")
+    # optimisation
+    optimizer: str = setting("adam", "optimizer, a fresh one for every task")
+    lr: float = setting(1e-3, "learning rate (×0.1 at 50 % and 75 % of the epochs)")
+    momentum: float = setting(0.9, "momentum (SGD only)")
+    weight_decay: float = setting(0.0, "L2 penalty")
+    epochs: int | None = setting(None, "epochs per task")
+    batch_size: int | None = setting(None, "training batch size")
+    eval_batch_size: int = setting(256, "evaluation batch size (part of the measurement where BatchNorm uses batch statistics)")
+    seed: int = setting(0, "seeds the model init, the masks and the batches")
+    # protocol: "reference" turns every quirk below on; "clean" turns them off. Each quirk left
+    # as None follows the protocol; set one to true/false to switch it alone
+    # (docs/reference-protocol.md).
+    protocol: str = setting("clean", "what is measured (reference: the original code's behaviour, every quirk on)")
+    test_augment: bool | None = setting(None, "quirk: evaluate with the train augmentation, in shuffled batches (128 for cifar100, batch_size otherwise)")
+    eval_all_classes: bool | None = setting(None, "quirk: argmax over all classes at evaluation, not the task's")
+    final_model_matrix: bool | None = setting(None, "quirk: every accuracy-matrix entry from the final model")
+    keep_best_epoch: bool | None = setting(None, "quirk: keep the epoch with the best training accuracy")
+    grown_frozen_zero: bool | None = setting(None, "quirk: a grown position an earlier task froze stays 0 in training")
+    bernoulli_masks: bool | None = setting(None, "quirk: Bernoulli mask init and random growth (inexact counts)")
+    unfired_topup: bool | None = setting(None, "quirk: unfired growth tops up short counts with Bernoulli draws")
+    dst_moves_frozen: bool | None = setting(None, "quirk: prune and grow over all positions, reused frozen ones included")
+    index_tie_break: bool | None = setting(None, "quirk: growth-score ties go to the lowest index, not at random")
+    shared_head_rows: bool | None = setting(None, "quirk: task masks span every head row, not only the task's classes")
+    eval_batch_stats: bool | None = setting(None, "quirk: BatchNorm uses the test batch's statistics at evaluation")
+    threshold_prune: bool | None = setting(None, "quirk: magnitude prune keeps |w| > threshold, so every weight tied at it is pruned")
+    sgd_nesterov: bool | None = setting(None, "quirk: SGD uses Nesterov momentum and its momentum buffer is masked after each step")
+    keep_last_batch: bool | None = setting(None, "quirk: the last partial batch is trained (ceil(N/B) steps per epoch)")
+    lr_drop_at_zero: bool | None = setting(None, "quirk: with one epoch both lr milestones are at 0, so training runs at lr/100")
+    growth_ranks_active: bool | None = setting(None, "quirk: gradient/momentum growth ranks active positions too (scored 0), so it can fall short")
+    # hardware
+    device: str = setting("auto", "auto (a GPU when there is one), cpu, cuda or cuda:N")
+    amp: bool | None = setting(None, "bf16 autocast")
+    compile: bool = setting(False, "torch.compile the model (CUDA)")
+
+    def __post_init__(self) -> None:
+        self._normalise()
+        self._fill_defaults()
+        self.validate()
+
+    # ------------------------------------------------------------------ building
+    def _normalise(self) -> None:
+        for name, table in ALIASES.items():
+            value = getattr(self, name)
+            if isinstance(value, str):
+                key = value.strip()
+                setattr(self, name, table.get(key.lower(), table.get(key, key)))
+        if isinstance(self.protocol, str):
+            self.protocol = self.protocol.lower()
+        if isinstance(self.optimizer, str):
+            self.optimizer = self.optimizer.lower()
+
+    def _fill_defaults(self) -> None:
+        if not isinstance(self.device, str):
+            _bad("device", self.device, "auto, cpu, cuda or cuda:N")
+        if self.dataset not in DATASET_DEFAULTS:
+            _bad("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        for name, value in DATASET_DEFAULTS[self.dataset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.num_classes_per_task is None and _is_int(self.num_tasks) and self.num_tasks > 0 \
+                and _is_int(self.num_classes) and self.num_classes % self.num_tasks == 0:
+            self.num_classes_per_task = self.num_classes // self.num_tasks
+        if self.num_classes_per_task is None:
+            _bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
+        if self.protocol in PROTOCOLS:
+            for name in QUIRKS:
+                if getattr(self, name) is None:
+                    setattr(self, name, self.protocol == "reference")
+            if self.free_init is None:
+                self.free_init = "zero" if self.protocol == "reference" else "theta0"
+
+    def validate(self) -> None:
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("arch", self.arch, ARCHS)
+        _choice("sparse_init", self.sparse_init, INITS)
+        _choice("growth", self.growth, (*GROWTHS, STATIC))
+        _choice("reuse", self.reuse, REUSES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("protocol", self.protocol, PROTOCOLS)
+        _choice("free_init", self.free_init, FREE_INITS)
+        _choice("class_order", self.class_order, CLASS_ORDERS)
+        for name in ("num_tasks", "num_classes", "num_classes_per_task", "epochs", "batch_size",
+                     "eval_batch_size", "image_size"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("update_frequency", self.update_frequency, 0)
+        if self.amp is not None and not isinstance(self.amp, bool):
+            _bad("amp", self.amp, "true, false or null (on for CUDA)")
+        for name in ("compile", "isolation", *QUIRKS):
+            if not isinstance(getattr(self, name), bool):
+                _bad(name, getattr(self, name), "true or false")
+        for name in ("seed", "data_seed"):
+            if not _is_int(getattr(self, name)):
+                _bad(name, getattr(self, name), "an integer")
+        if not self.isolation and self.reuse == "none":
+            raise ConfigError("reuse='none' needs isolation=true: without isolation no position is owned")
+        if self.num_tasks * self.num_classes_per_task != self.num_classes:
+            raise ConfigError(
+                f"num_tasks × num_classes_per_task = {self.num_tasks} × {self.num_classes_per_task}"
+                f" = {self.num_tasks * self.num_classes_per_task} must equal num_classes={self.num_classes}")
+        native = BENCHMARKS[self.dataset].num_classes
+        if self.num_classes > native:
+            _bad("num_classes", self.num_classes, f"at most {native}, the classes {self.dataset} has")
+        if not _is_number(self.density) or not 0 < self.density <= 1:
+            _bad("density", self.density, "a number in (0, 1]")
+        if not _is_number(self.prune_rate) or not 0 <= self.prune_rate < 1:
+            _bad("prune_rate", self.prune_rate, "a number in [0, 1)")
+        if not _is_number(self.width) or self.width <= 0:
+            _bad("width", self.width, "a number > 0")
+        if not _is_number(self.lr) or self.lr <= 0:
+            _bad("lr", self.lr, "a number > 0")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            _bad("momentum", self.momentum, "a number in [0, 1)")
+        if self.optimizer == "sgd" and self.sgd_nesterov and self.momentum == 0:
+            _bad("momentum", self.momentum, "a number in (0, 1) with sgd_nesterov (Nesterov needs momentum)")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            _bad("weight_decay", self.weight_decay, "a number ≥ 0")
+        if not isinstance(self.device, str) or not (
+                self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
+            _bad("device", self.device, "auto, cpu, cuda or cuda:N")
+        sizes = BENCHMARKS[self.dataset].image_sizes
+        if sizes and self.image_size not in sizes:
+            _bad("image_size", self.image_size, f"{' or '.join(map(str, sizes))} for {self.dataset}")
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}: allowed are {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @property
+    def static(self) -> bool:
+        """No topology update: the static sparse baseline (growth none, or update_frequency 0)."""
+        return self.growth == STATIC or self.update_frequency == 0
+
+    def run_id(self) -> str:
+        """Short hash of everything that changes what the run computes."""
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in NOT_IN_RUN_ID and not (k in RUN_ID_NEUTRAL and v == RUN_ID_NEUTRAL[k])}
+        digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.dataset}-{self.sparse_init}-{self.growth}-d{self.density:g}-s{self.seed}-{digest}"
+
+
+def load_preset(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON parameter file (the format papermill's -f takes)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"preset file {str(path)!r} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"preset file {str(path)!r} must hold a mapping of setting: value")
+    return values
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _bad(name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        _bad(name, value, f"one of {', '.join(allowed)}")
+
+
+def _at_least(name: str, value: Any, low: int) -> None:
+    if not _is_int(value) or value < low:
+        _bad(name, value, f"an integer ≥ {low}")
