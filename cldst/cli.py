@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from cldst.config import ConfigError, ExperimentConfig, load_preset, settings
+from cldst.config.candidates import CHOOSABLE
 from cldst.data import DataError
 from cldst.method.metrics import forgetting_text
 from cldst.runner import provenance
@@ -52,6 +53,11 @@ FLAG_ALIASES = {
 }
 
 
+def _float_or_list(text: str) -> float | str:
+    """A number, or candidates ``a,b`` that the config splits (density)."""
+    return text if "," in text else float(text)
+
+
 def _parse_bool(text: str) -> bool:
     low = text.lower()
     if low in ("1", "true", "yes", "on"):
@@ -83,7 +89,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group = parser.add_argument_group(f"{title} settings", settings.SECTION_NOTES.get(title))
         kind = settings.field_type(f.name)
         names = [f"--{f.name}", *FLAG_ALIASES.get(f.name, [])]
-        parse = _parse_bool if kind is bool else kind
+        parse = _parse_bool if kind is bool else _float_or_list if kind is float and f.name in CHOOSABLE else kind
         group.add_argument(*names, dest=f.name, type=parse, default=argparse.SUPPRESS,
                            metavar=settings.cli_metavar(f.name), help=settings.cli_help(f.name).replace("%", "%%"))
     # Accepted for the original's command lines; magnitude pruning is the only rule.

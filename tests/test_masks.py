@@ -12,9 +12,9 @@ from cldst.config import ExperimentConfig
 from cldst.data import ImageSplit
 from cldst.method.dst import DynamicSparsity
 from cldst.method.learner import ContinualLearner
-from cldst.method.seeds import derived_seed, task_seed
 from cldst.method.masks import Backbone, TaskIsolation
 from cldst.method.models import MobileNetV2, ResNet18, head
+from cldst.method.seeds import derived_seed, task_seed
 
 C = 2  # classes per task
 TASKS = 3

@@ -303,7 +303,7 @@ def test_test_augment_batches_are_the_training_batch_size(tiny_cfg, monkeypatch)
     sizes = []
     count = evaluation.Evaluator._count_correct
     monkeypatch.setattr(evaluation.Evaluator, "_count_correct",
-                        lambda ev, batch, sl, shift: sizes.append(batch.numel()) or count(ev, batch, sl, shift))
+                        lambda ev, x, y, sl, shift: sizes.append(y.numel()) or count(ev, x, y, sl, shift))
     learner.evaluate(0)
     n = learner.images.test_idx[0].numel()
     assert sum(sizes) == n and max(sizes) == 16 and len(sizes) == -(-n // 16) - (n % 16 == 1)

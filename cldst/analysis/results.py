@@ -22,13 +22,16 @@ import numpy as np
 import pandas as pd
 
 from cldst.config import ConfigError, ExperimentConfig
+from cldst.config.candidates import cell_text
 from cldst.runner.provenance import KEYS as PROVENANCE_COLUMNS
 from cldst.runner.run_dir import METRICS
 
 CONFIG_COLUMNS = [f.name for f in fields(ExperimentConfig)]
 METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "dead_tasks", "total_seconds",
                   "images_per_s", "ran_on", "acc_matrix", "capacity", "train_flops_vs_dense",
-                  "inference_flops_vs_dense", "reuse_mean", "reuse_matrix", "layer_capacity", "layer_saturation", *PROVENANCE_COLUMNS]
+                  "inference_flops_vs_dense", "reuse_mean", "reuse_matrix", "layer_capacity", "layer_saturation",
+                  "val_acc", "val_acc_matrix", "chosen_init", "chosen_growth", "chosen_density",
+                  *PROVENANCE_COLUMNS]
 
 
 def benchmark_name(dataset: str, num_tasks: int) -> str:
@@ -41,9 +44,9 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "run_id": metrics["run_id"],
         "run_dir": run_dir,
         "benchmark": benchmark_name(cfg["dataset"], cfg["num_tasks"]),
-        **{name: cfg.get(name) for name in CONFIG_COLUMNS},
+        **{name: cell_text(cfg.get(name)) for name in CONFIG_COLUMNS},
         "data_dir": _portable(cfg.get("data_dir")),
-        "sparsity": round(1.0 - cfg["density"], 10),
+        "sparsity": round(1.0 - cfg["density"], 10) if not isinstance(cfg["density"], list) else None,
         "acc": metrics["acc"],
         "bwt": metrics["bwt"],
         "forgetting": metrics["forgetting"],
@@ -59,8 +62,22 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "reuse_matrix": json.dumps(metrics["reuse_matrix"]) if "reuse_matrix" in metrics else None,
         "layer_capacity": json.dumps(metrics["layer_capacity"]) if "layer_capacity" in metrics else None,
         "layer_saturation": json.dumps(metrics["layer_saturation"]) if "layer_saturation" in metrics else None,
+        # val_fraction > 0: ACC on the validation images, what a choice between runs may read
+        "val_acc": metrics.get("val_acc"),
+        "val_acc_matrix": json.dumps(metrics["val_acc_matrix"]) if "val_acc_matrix" in metrics else None,
+        # candidates: what each task chose, in task order
+        **_chosen_columns(metrics.get("choices")),
         **{name: metrics.get(name) for name in PROVENANCE_COLUMNS},
     }
+
+
+def _chosen_columns(choices: list[dict] | None) -> dict[str, str | None]:
+    """Per task, the chosen sparse_init, growth and density (JSON lists); None without candidates."""
+    names = {"chosen_init": "sparse_init", "chosen_growth": "growth", "chosen_density": "density"}
+    if not choices:
+        return dict.fromkeys(names)
+    ordered = sorted(choices, key=lambda c: c["task"])
+    return {column: json.dumps([c["chosen"][key] for c in ordered]) for column, key in names.items()}
 
 
 def _flops_columns(flops: list[dict] | None) -> dict[str, float | None]:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from cldst.config.benchmarks import BENCHMARKS, DATASETS
+from cldst.config.candidates import CHOOSABLE, candidates, label
 
-__all__ = ["ALIASES", "ARCHS", "CLASS_ORDERS", "DATASETS", "DATASET_DEFAULTS", "FREE_INITS", "GROWTHS",
+__all__ = ["ALIASES", "ARCHS", "BANDIT", "CLASS_ORDERS", "DATASETS", "DATASET_DEFAULTS", "FREE_INITS", "GROWTHS",
            "INITS", "NOT_IN_RUN_ID", "OPTIMIZERS", "PROTOCOLS", "QUIRKS", "REUSES", "RUN_ID_NEUTRAL", "STATIC",
            "ConfigError", "ExperimentConfig", "load_preset"]
 
@@ -41,6 +42,7 @@ ARCHS = ("resnet18", "mobilenetv2")
 INITS = ("uniform", "ERK")
 GROWTHS = ("random", "unfired", "gradient", "momentum")  # the DST growth rules
 STATIC = "none"  # growth: none, the static sparse baseline: the initial mask is never updated
+BANDIT = "bandit"  # growth: a bandit chooses among GROWTHS at each topology update (cldst/method/growth_bandit.py)
 REUSES = ("all", "none")
 OPTIMIZERS = ("adam", "sgd")
 PROTOCOLS = ("clean", "reference")
@@ -67,7 +69,7 @@ QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_e
 
 # Settings added after results were published, left out of the run id at these values (which
 # compute what the code did before they existed), so earlier run ids and tables stay valid.
-RUN_ID_NEUTRAL: dict[str, Any] = {"threshold_prune": False, "sgd_nesterov": False,
+RUN_ID_NEUTRAL: dict[str, Any] = {"val_fraction": 0.0, "probe_epochs": 1, "threshold_prune": False, "sgd_nesterov": False,
                                   "keep_last_batch": False, "lr_drop_at_zero": False,
                                   "growth_ranks_active": False, "reuse": "all", "isolation": True}
 
@@ -85,14 +87,20 @@ class ExperimentConfig:
     class_order: str = setting("native", "class order before the split into tasks (seeded: permuted by data_seed)")
     image_size: int | None = setting(None, "pixels per side (tinyimagenet: 32 or 64; miniimagenet: any, e.g. 84)")
     data_seed: int = setting(0, "seeds the train/test split where the benchmark has none")
+    val_fraction: float = setting(0.0, "share of each task's training images held out for validation, "
+                                       "class-balanced, drawn by data_seed; never trained on")
     data_dir: str = setting("data", "where datasets are downloaded and cached")
     # backbone
     arch: str | None = setting(None, "backbone network")
     width: float | None = setting(None, "channel multiplier; 1.0 is the original network")
     # sparse training
-    sparse_init: str = setting("ERK", "how each task's mask is drawn (uniform: the same density in every layer)")
-    growth: str = setting("gradient", "how pruned weights are regrown (none: a static mask, never updated)")
-    density: float | None = setting(None, "fraction of each task's mask that is active, in (0, 1]")
+    sparse_init: str = setting("ERK", "how each task's mask is drawn (uniform: the same density in every layer; "
+                                      "several, or adaptive: each task chooses)")
+    growth: str = setting("gradient", "how pruned weights are regrown (none: a static mask; bandit: chosen at each "
+                                      "update; several, or adaptive: each task chooses)")
+    density: float | None = setting(None, "fraction of each task's mask that is active, in (0, 1] (several: each "
+                                          "task chooses)")
+    probe_epochs: int = setting(1, "with candidates: epochs each survivor trains per round of the choice")
     prune_rate: float = setting(0.5, "fraction of active weights pruned at a task's first update; cosine-decays to 0.005")
     update_frequency: int | None = setting(None, "optimizer steps between topology updates (0: never, a static mask)")
     reuse: str = setting("all", "all: a task's mask may reuse earlier tasks' frozen weights; none: only free positions")
@@ -139,11 +147,15 @@ class ExperimentConfig:
 
     # ------------------------------------------------------------------ building
     def _normalise(self) -> None:
+        self.sparse_init = candidates(self.sparse_init, INITS)
+        self.growth = candidates(self.growth, GROWTHS)
+        self.density = candidates(self.density, None, parse=float)
         for name, table in ALIASES.items():
             value = getattr(self, name)
-            if isinstance(value, str):
-                key = value.strip()
-                setattr(self, name, table.get(key.lower(), table.get(key, key)))
+            if isinstance(value, tuple):
+                setattr(self, name, tuple(_spelling(table, v) for v in value))
+            else:
+                setattr(self, name, _spelling(table, value))
         if isinstance(self.protocol, str):
             self.protocol = self.protocol.lower()
         if isinstance(self.optimizer, str):
@@ -172,8 +184,10 @@ class ExperimentConfig:
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
         _choice("arch", self.arch, ARCHS)
-        _choice("sparse_init", self.sparse_init, INITS)
-        _choice("growth", self.growth, (*GROWTHS, STATIC))
+        for init in self.candidate_values("sparse_init"):
+            _choice("sparse_init", init, INITS)
+        for growth in self.candidate_values("growth"):
+            _choice("growth", growth, (*GROWTHS, STATIC) if self.adaptive else (*GROWTHS, STATIC, BANDIT))
         _choice("reuse", self.reuse, REUSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("protocol", self.protocol, PROTOCOLS)
@@ -200,8 +214,14 @@ class ExperimentConfig:
         native = BENCHMARKS[self.dataset].num_classes
         if self.num_classes > native:
             _bad("num_classes", self.num_classes, f"at most {native}, the classes {self.dataset} has")
-        if not _is_number(self.density) or not 0 < self.density <= 1:
-            _bad("density", self.density, "a number in (0, 1]")
+        for density in self.candidate_values("density"):
+            if not _is_number(density) or not 0 < density <= 1:
+                _bad("density", density, "a number in (0, 1]")
+        _at_least("probe_epochs", self.probe_epochs, 1)
+        if self.adaptive:
+            self._validate_adaptive()
+        if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            _bad("val_fraction", self.val_fraction, "a number in [0, 1)")
         if not _is_number(self.prune_rate) or not 0 <= self.prune_rate < 1:
             _bad("prune_rate", self.prune_rate, "a number in [0, 1)")
         if not _is_number(self.width) or self.width <= 0:
@@ -221,6 +241,18 @@ class ExperimentConfig:
         if sizes and self.image_size not in sizes:
             _bad("image_size", self.image_size, f"{' or '.join(map(str, sizes))} for {self.dataset}")
 
+    def _validate_adaptive(self) -> None:
+        lists = ", ".join(n for n in CHOOSABLE if isinstance(getattr(self, n), tuple))
+        if self.val_fraction <= 0:
+            raise ConfigError(f"candidates for {lists} are chosen on validation images: set val_fraction > 0 "
+                              "(e.g. 0.1); the test set never chooses")
+        if self.protocol != "clean":
+            raise ConfigError(f"candidates for {lists} need protocol=clean (the reference quirks evaluate "
+                              "with test augmentation and batch statistics)")
+        if self.probe_epochs >= self.epochs:
+            _bad("probe_epochs", self.probe_epochs, f"fewer than epochs={self.epochs}, so the chosen "
+                 "candidate trains on after the choice")
+
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -234,6 +266,20 @@ class ExperimentConfig:
         return cls(**values)
 
     @property
+    def adaptive(self) -> bool:
+        """Some of sparse_init, growth and density list candidates: each task chooses among them."""
+        return any(isinstance(getattr(self, n), tuple) for n in CHOOSABLE)
+
+    def candidate_values(self, name: str) -> tuple:
+        value = getattr(self, name)
+        return value if isinstance(value, tuple) else (value,)
+
+    def choices(self) -> list[dict[str, Any]]:
+        """Every combination of the candidates, in order: sparse_init, then growth, then density."""
+        return [dict(sparse_init=i, growth=g, density=d) for i in self.candidate_values("sparse_init")
+                for g in self.candidate_values("growth") for d in self.candidate_values("density")]
+
+    @property
     def static(self) -> bool:
         """No topology update: the static sparse baseline (growth none, or update_frequency 0)."""
         return self.growth == STATIC or self.update_frequency == 0
@@ -243,7 +289,8 @@ class ExperimentConfig:
         d = {k: v for k, v in self.to_dict().items()
              if k not in NOT_IN_RUN_ID and not (k in RUN_ID_NEUTRAL and v == RUN_ID_NEUTRAL[k])}
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.dataset}-{self.sparse_init}-{self.growth}-d{self.density:g}-s{self.seed}-{digest}"
+        density = label(self.density) if isinstance(self.density, tuple) else f"{self.density:g}"
+        return f"{self.dataset}-{label(self.sparse_init)}-{label(self.growth)}-d{density}-s{self.seed}-{digest}"
 
 
 def load_preset(path: str | Path) -> dict[str, Any]:
@@ -257,6 +304,14 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"preset file {str(path)!r} must hold a mapping of setting: value")
     return values
+
+
+def _spelling(table: dict[str, str], value: Any) -> Any:
+    """Our spelling of ``value`` (ALIASES), case-insensitive; anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    key = value.strip()
+    return table.get(key.lower(), table.get(key, key))
 
 
 def _is_int(v: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from cldst.config import (
     ARCHS,
+    BANDIT,
     CLASS_ORDERS,
     DATASET_DEFAULTS,
     DATASETS,
@@ -35,7 +36,7 @@ HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(ExperimentCon
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS, "class_order": CLASS_ORDERS, "arch": ARCHS, "sparse_init": INITS,
-    "growth": (*GROWTHS, STATIC), "reuse": REUSES, "free_init": FREE_INITS, "optimizer": OPTIMIZERS,
+    "growth": (*GROWTHS, STATIC, BANDIT), "reuse": REUSES, "free_init": FREE_INITS, "optimizer": OPTIMIZERS,
     "protocol": PROTOCOLS,
 }
 

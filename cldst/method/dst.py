@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from cldst.config import BANDIT
 from cldst.method.growth import GrowthInputs, grow_by
+from cldst.method.growth_bandit import GrowthBandit
 from cldst.method.selection import top_k_mask
 
 # ---------------------------------------------------------------------- init
@@ -135,40 +137,70 @@ class DynamicSparsity:
         self.bernoulli = bernoulli
         self.unfired_topup = unfired_topup
         self.fired = [m.clone() for m in masks]  # positions ever active during this task
+        # growth "bandit": a rule chosen per update (cldst/method/growth_bandit.py), rewarded by the
+        # share of the weights the last update grew that survive this update's prune
+        self.bandit = GrowthBandit(generator) if growth == BANDIT else None
+        self.grown = [torch.zeros_like(m) for m in masks] if self.bandit is not None else None
 
     def due(self, step: int) -> bool:
         """An update at every ``update_frequency``-th step; never with 0 (a static mask)."""
         return self.update_frequency > 0 and step % self.update_frequency == 0
 
     def update(self, step: int, optimizer: torch.optim.Optimizer) -> dict:
-        """Prune and regrow every layer in place in ``self.masks``. Returns a summary for the log.
+        """Prune every layer, then regrow it, in place in ``self.masks``. Returns a summary for the log.
 
         A layer's tensors are seen in the weight's memory order (flat index = position in memory),
         so a channels_last layer's flat views need no copies; index tie breaks follow that order.
+        Pruning draws nothing from the generator, so pruning every layer before growing any draws
+        what a layer-by-layer loop draws.
         """
         rate = prune_rate(step, self.total_steps, self.initial_prune_rate)
-        moved = 0
-        for p, mask, fired, fixed in zip(self.params, self.masks, self.fired, self.fixed):
-            order = _memory_order(p)
-            state = {k: order(v) if torch.is_tensor(v) and v.dim() == p.dim() else v
-                     for k, v in (optimizer.state.get(p) or {}).items()}
-            weight, mask, fired = order(p.detach()), order(mask), order(fired)
-            if fixed is None:
-                pruned, removed = self.prune(weight, mask, rate)
-            else:
-                fixed = order(fixed)
-                pruned, removed = self.prune(weight, mask & ~fixed, rate)
-                pruned |= mask & fixed
-            inputs = GrowthInputs(generator=self.generator, fired=fired,
-                                  grad=None if p.grad is None else order(p.grad), optimizer_state=state,
-                                  fixed=fixed, random_ties=self.random_ties, bernoulli=self.bernoulli,
-                                  unfired_topup=self.unfired_topup, ranks_active=self.ranks_active,
-                                  logical=_logical_order(p) if self.ranks_active else None)
-            new = grow_by(self.growth, weight, pruned, removed, inputs)
-            moved += int(torch.count_nonzero(new & ~mask))
-            mask.copy_(new)
-            fired |= new
-        return {"step": step, "prune_rate": rate, "regrown_new": moved}
+        pruned = [self._prune(i, rate) for i in range(len(self.params))]
+        rule = self.growth if self.bandit is None else self._bandit_rule(pruned)
+        moved = sum(self._grow(i, rule, keep, removed, optimizer) for i, (keep, removed) in enumerate(pruned))
+        summary = {"step": step, "prune_rate": rate, "regrown_new": moved}
+        return summary if self.bandit is None else {**summary, "growth_rule": rule}
+
+    def _prune(self, i: int, rate: float) -> tuple[torch.Tensor, int]:
+        """Layer i's mask after magnitude pruning (memory order), and how many were removed."""
+        p, order = self.params[i], _memory_order(self.params[i])
+        weight, mask, fixed = order(p.detach()), order(self.masks[i]), self.fixed[i]
+        if fixed is None:
+            return self.prune(weight, mask, rate)
+        fixed = order(fixed)
+        pruned, removed = self.prune(weight, mask & ~fixed, rate)
+        pruned |= mask & fixed
+        return pruned, removed
+
+    def _grow(self, i: int, rule: str, pruned: torch.Tensor, removed: int, optimizer) -> int:
+        """Regrow ``removed`` weights of layer i by ``rule``; returns how many were not active before."""
+        p, order = self.params[i], _memory_order(self.params[i])
+        state = {k: order(v) if torch.is_tensor(v) and v.dim() == p.dim() else v
+                 for k, v in (optimizer.state.get(p) or {}).items()}
+        mask, fired = order(self.masks[i]), order(self.fired[i])
+        fixed = None if self.fixed[i] is None else order(self.fixed[i])
+        inputs = GrowthInputs(generator=self.generator, fired=fired,
+                              grad=None if p.grad is None else order(p.grad), optimizer_state=state,
+                              fixed=fixed, random_ties=self.random_ties, bernoulli=self.bernoulli,
+                              unfired_topup=self.unfired_topup, ranks_active=self.ranks_active,
+                              logical=_logical_order(p) if self.ranks_active else None)
+        new = grow_by(rule, order(p.detach()), pruned, removed, inputs)
+        moved = int(torch.count_nonzero(new & ~mask))
+        if self.grown is not None:
+            order(self.grown[i]).copy_(new & ~pruned)
+        mask.copy_(new)
+        fired |= new
+        return moved
+
+    def _bandit_rule(self, pruned: list[tuple[torch.Tensor, int]]) -> str:
+        """Reward the last update's rule with the share of what it grew that survived this prune
+        (every layer's pruned mask is in memory order, as ``grown``), then choose this update's."""
+        survived = grown = 0
+        for i, (keep, _) in enumerate(pruned):
+            last = _memory_order(self.params[i])(self.grown[i])
+            grown += int(torch.count_nonzero(last))
+            survived += int(torch.count_nonzero(last & keep))
+        return self.bandit.update(survived, grown)
 
 
 def _logical_order(param: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

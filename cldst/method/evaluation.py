@@ -69,7 +69,8 @@ class Evaluator:
                                       (self.images.transform.normalise(self.images.train_x[b]) for b in batches))
 
     @torch.inference_mode()
-    def accuracy(self, j: int, statistics: list[Statistics], mask_task: int | None = None) -> float:
+    def accuracy(self, j: int, statistics: list[Statistics], mask_task: int | None = None,
+                 split: str = "test") -> float:
         """Accuracy (%) on task j's test set with merged ⊙ m_i, i = ``mask_task`` (default j).
 
         Clean: no augmentation; BatchNorm with task i's own statistics (``statistics[i]``), so each
@@ -77,6 +78,7 @@ class Evaluator:
         only set the speed); argmax within task i's classes. With i ≠ j (the original's "FWT"
         entries) task j's labels are shifted into task i's range. ``test_augment``,
         ``eval_batch_stats`` and ``eval_all_classes`` switch on the original's evaluation quirks.
+        ``split="val"``: task j's validation images (held out of its training images) instead.
         """
         cfg = self.cfg
         i = j if mask_task is None else mask_task
@@ -84,7 +86,7 @@ class Evaluator:
         self.model.eval()
         sl = task_class_range(i, cfg.num_classes_per_task)
         shift = (j - i) * cfg.num_classes_per_task
-        idx = self.images.test_idx[j]
+        x_all, y_all, idx = self._split(split, j)
         if cfg.test_augment:  # the original: train transform, shuffled batches
             idx = idx[torch.randperm(idx.numel(), generator=self.generator).to(idx.device)]
         batches = _batches(idx, reference_test_batch(cfg) if cfg.test_augment else cfg.eval_batch_size)
@@ -93,16 +95,24 @@ class Evaluator:
             if not cfg.eval_batch_stats:
                 stack.enter_context(using_statistics(self.model, statistics[i]))
             for batch in batches:
-                correct += self._count_correct(batch, sl, shift)
+                correct += self._count_correct(x_all[batch], y_all[batch], sl, shift)
         return 100.0 * float(correct) / idx.numel()
 
-    def _count_correct(self, batch: torch.Tensor, sl: slice, shift: int) -> torch.Tensor:
-        cfg, images = self.cfg, self.images
+    def _split(self, split: str, j: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, labels, task j's indices into them) of the test set or the validation split."""
+        if split == "test":
+            return self.images.test_x, self.images.test_y, self.images.test_idx[j]
+        if split == "val":
+            return self.images.train_x, self.images.train_y, self.images.val_idx[j]
+        raise ValueError(f"split={split!r}: expected test or val")
+
+    def _count_correct(self, images: torch.Tensor, labels: torch.Tensor, sl: slice, shift: int) -> torch.Tensor:
+        cfg = self.cfg
         if cfg.test_augment:
-            x = images.transform.train(images.test_x[batch], self.generator)
+            x = self.images.transform.train(images, self.generator)
         else:
-            x = images.transform.normalise(images.test_x[batch])
-        label = images.test_y[batch] - shift
+            x = self.images.transform.normalise(images)
+        label = labels - shift
         with self.autocast():
             logits = self.forward(x)
         if cfg.eval_all_classes:

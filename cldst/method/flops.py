@@ -104,8 +104,10 @@ def task_inference_macs(backbone: Backbone, t: int, output_sizes: Mapping[str, i
 
 
 # Which growth rules need the dense gradient (over inactive weights too), and when.
+# none: the static mask, never updated; bandit: any rule at any update, momentum included, so the
+# momentum of every weight is kept: the dense gradient at every step
 DENSE_GRADIENT = {"random": "never", "unfired": "never", "gradient": "at_update", "momentum": "every_step",
-                  "none": "never"}  # none: the static mask, never updated
+                  "none": "never", "bandit": "every_step"}
 
 
 class TrainingFlops:

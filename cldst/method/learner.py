@@ -12,11 +12,11 @@ a resumed run computes exactly what the uninterrupted run computes (cldst/method
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from cldst.config import ConfigError, ExperimentConfig
 from cldst.config.schedule import lr_milestones, steps_per_epoch
 from cldst.data import ImageSplit, load_benchmark, task_class_range
+from cldst.method.adaptive import choose_and_begin
 from cldst.method.device import autocast, keep_freed_memory, select_device
 from cldst.method.evaluation import Evaluator
 from cldst.method.events import LearnerObserver, Observers, Preempted
@@ -34,28 +35,8 @@ from cldst.method.metrics import run_metrics
 from cldst.method.models import build_model
 from cldst.method.seeds import derived_seed, task_seed
 from cldst.method.task_data import TaskImages
-from cldst.method.task_state import RunState, TaskPosition, restore_task, task_state
+from cldst.method.task_state import RunState, TaskPosition, TaskRun, restore_task
 from cldst.method.task_trainer import TaskTrainer, epoch_batches, epoch_permutation
-
-
-@dataclass
-class TaskRun:
-    """One task in training: what begin_task sets up and the epochs and end_task use."""
-
-    t: int
-    classes: slice
-    mask: list[torch.Tensor]
-    trainer: TaskTrainer
-    scheduler: torch.optim.lr_scheduler.MultiStepLR
-    generator: torch.Generator
-    pos: TaskPosition
-    flops: TaskFlops
-    total: int  # optimizer steps of the whole task
-    started: float  # perf_counter at the start, less the time a resumed task had already spent
-    bar: tqdm
-
-    def snapshot(self, model: torch.nn.Module) -> dict:
-        return task_state(self.t, self.pos, model, self.trainer, self.scheduler, self.generator)
 
 
 class ContinualLearner:
@@ -77,7 +58,8 @@ class ContinualLearner:
             keep_freed_memory()
         data = data if data is not None else load_benchmark(cfg, progress)
         self.data_info = data.info
-        self.images = TaskImages.on_device(data, cfg.num_tasks, cfg.num_classes_per_task, self.device)
+        self.images = TaskImages.on_device(data, cfg.num_tasks, cfg.num_classes_per_task, self.device,
+                                           cfg.val_fraction, cfg.data_seed)
         torch.manual_seed(derived_seed(cfg.seed, 0))
         # channels_last on every device: oneDNN (CPU) and cuDNN both run NHWC convolutions faster
         model = build_model(cfg.arch, cfg.num_classes, data.train_x.shape[1], cfg.width)
@@ -100,22 +82,28 @@ class ContinualLearner:
 
     # ------------------------------------------------------------------ one task
     def train_task(self, t: int, resume: dict | None = None) -> None:
-        """Train task t (from ``resume``, a mid-task snapshot's task state, if given) and merge it."""
-        task = self.begin_task(t, resume)
+        """Train task t (from ``resume``, a mid-task snapshot's task state, if given) and merge it.
+        With candidates, the task first chooses among them (cldst/method/adaptive.py)."""
+        if resume is None and self.cfg.adaptive:
+            task = choose_and_begin(self, t)
+        else:
+            task = self.begin_task(t, resume, choice=None if resume is None else resume.get("choice"))
         while task.pos.epoch < self.cfg.epochs:
             self.train_epoch(task)
         self.end_task(task)
 
-    def begin_task(self, t: int, resume: dict | None = None) -> TaskRun:
+    def begin_task(self, t: int, resume: dict | None = None, choice: dict | None = None,
+                   probe: bool = False) -> TaskRun:
         """Draw task t's mask, start its weights, build its trainer and schedule (then overwrite
-        them with ``resume``'s state, if given)."""
-        cfg, bb = self.cfg, self.backbone
+        them with ``resume``'s state, if given). ``choice``: the candidate's sparse_init, growth and
+        density, over the config's; ``probe``: a candidate in a choice, which reports nothing."""
+        cfg, bb = self.cfg if choice is None else dataclasses.replace(self.cfg, **choice), self.backbone
         gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
         torch.manual_seed(task_seed(cfg.seed, t))
         sl = task_class_range(t, cfg.num_classes_per_task)
         mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks,
                                 head_rows=None if cfg.shared_head_rows else sl, reuse=cfg.reuse == "all")
-        if bb.shortfall:
+        if bb.shortfall and not probe:
             self._report_shortfall(t, bb.shortfall)
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
         total = self.steps_per_epoch(t) * cfg.epochs
@@ -129,8 +117,9 @@ class ContinualLearner:
         flops = TaskFlops(bb.names, self.output_sizes, self.dense_macs, cfg.growth, mask, total=pos.train_macs)
         self.model.train()
         bar = tqdm(total=total, initial=trainer.steps, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
-                   disable=not self.progress, unit="step")
-        return TaskRun(t, sl, mask, trainer, sched, gen, pos, flops, total, time.perf_counter() - pos.elapsed, bar)
+                   disable=not self.progress or probe, unit="step")
+        return TaskRun(t, sl, mask, trainer, sched, gen, pos, flops, total, time.perf_counter() - pos.elapsed, bar,
+                       choice, probe)
 
     def train_epoch(self, task: TaskRun) -> None:
         """One epoch of the task (the rest of it, when resumed mid-epoch); emits a save point at its
@@ -145,7 +134,7 @@ class ContinualLearner:
                                   task.generator, perm=pos.perm, start=pos.batch,
                                   keep_last_batch=cfg.keep_last_batch):
             self._step(task, epoch, x, y - task.classes.start)
-            if pos.batch < per_epoch and self.should_stop():
+            if pos.batch < per_epoch and not task.probe and self.should_stop():
                 pos.elapsed = time.perf_counter() - task.started
                 self._stop(task, epoch, pos.batch)
         task.scheduler.step()
@@ -153,7 +142,10 @@ class ContinualLearner:
         row = dict(kind="epoch", task=t, epoch=epoch, step=trainer.steps, loss=float(pos.loss_sum) / count,
                    train_acc=100.0 * float(pos.correct) / count, lr=trainer.optimizer.param_groups[0]["lr"],
                    seconds=time.perf_counter() - task.started)
-        self.state.history.append(row)
+        if task.probe:  # a candidate's epoch: kept with the choice (cldst/method/adaptive.py), not in the history
+            task.history.append(row)
+        else:
+            self.state.history.append(row)
         task.bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{row['loss']:.3f}",
                              acc=f"{row['train_acc']:.1f}%")
         if cfg.keep_best_epoch and row["train_acc"] > pos.best_acc:
@@ -162,6 +154,8 @@ class ContinualLearner:
             pos.best_mask = [m.clone() for m in task.mask]  # the original saves the mask with them
         pos.next_epoch()
         pos.elapsed = time.perf_counter() - task.started
+        if task.probe:
+            return
         self.observers.epoch(t, row, pos.seen, task.total, trainer.steps)
         if self.should_stop():
             self._stop(task, epoch + 1, 0)
@@ -173,14 +167,13 @@ class ContinualLearner:
     def _step(self, task: TaskRun, epoch: int, x: torch.Tensor, y: torch.Tensor) -> None:
         cfg, pos, trainer, t = self.cfg, task.pos, task.trainer, task.t
         loss, all_logits, update = trainer.step(x, y)
-        if trainer.steps == 1 and trainer.dead_start:
-            self.state.dead_tasks.append(t)
-            tqdm.write(f"cldst: warning: task {t + 1} starts dead (the features its head reads do not "
-                       "depend on the input, or no masked weight gets a gradient): it cannot learn",
-                       file=sys.stderr)
+        if trainer.steps == 1 and trainer.dead_start and not task.probe:
+            self.report_dead_start(t)
         task.flops.step(y.numel(), update is not None)
         pos.train_macs = task.flops.total
-        if update is not None:
+        if update is not None and task.probe:
+            task.history.append(dict(kind="update", task=t, epoch=epoch, **update))
+        elif update is not None:
             self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
             self.observers.update(t, update)
         pos.loss_sum += loss * y.numel()
@@ -191,7 +184,14 @@ class ContinualLearner:
         pos.seen += y.numel()
         pos.batch += 1
         task.bar.update()
-        self.observers.step(t, epoch, trainer.steps, task.total, loss, pos.seen, time.perf_counter() - task.started)
+        if not task.probe:
+            self.observers.step(t, epoch, trainer.steps, task.total, loss, pos.seen,
+                                time.perf_counter() - task.started)
+
+    def report_dead_start(self, t: int) -> None:
+        self.state.dead_tasks.append(t)
+        tqdm.write(f"cldst: warning: task {t + 1} starts dead (the features its head reads do not "
+                   "depend on the input, or no masked weight gets a gradient): it cannot learn", file=sys.stderr)
 
     def end_task(self, task: TaskRun) -> None:
         """Restore the best epoch (reference quirk), merge the task, compute its BatchNorm
@@ -218,11 +218,16 @@ class ContinualLearner:
         # RigL's accounting (cldst/method/flops.py): dense training is 3 forward passes per example;
         # inference is the final mask's (keep_best_epoch may have restored an earlier one)
         inference, inference_vs_dense = task_inference_macs(bb, t, self.output_sizes)
-        st.flops.append({"train_macs": task.flops.total,
-                         "train_vs_dense": task.flops.total / (3 * self.dense_macs * pos.seen),
-                         "inference_macs": inference, "inference_vs_dense": inference_vs_dense})
+        # with candidates, the losing candidates' training counts in the task's cost
+        probe = next((c["probe_macs"] for c in st.choices if c["task"] == t), None)
+        train = task.flops.total + (probe or 0.0)
+        st.flops.append({"train_macs": train, "train_vs_dense": train / (3 * self.dense_macs * pos.seen),
+                         "inference_macs": inference, "inference_vs_dense": inference_vs_dense,
+                         **({} if probe is None else {"probe_macs": probe})})
         for name, d in bb.mask_densities(task.mask, None if cfg.shared_head_rows else task.classes).items():
             st.layer_density.setdefault(name, []).append(d)
+        if task.trainer.topology.bandit is not None:
+            st.growth_choices.append(task.trainer.topology.bandit.choices)
 
     # ------------------------------------------------------------------ evaluation (cldst/method/evaluation.py)
     def evaluate(self, j: int, mask_task: int | None = None) -> float:
@@ -242,6 +247,9 @@ class ContinualLearner:
                 for j in range(t + 1):
                     st.acc[t][j] = self.evaluate(j)
                 tasks.set_postfix(acc=f"{np.mean(st.acc[t][: t + 1]):.1f}%")
+            if cfg.val_fraction > 0:
+                for j in range(t + 1):
+                    st.val_acc[t][j] = self.evaluator.accuracy(j, st.bn_stats, split="val")
             st.next_task = t + 1
             self.observers.task_end(t, st.acc)
             self.observers.save_point("task", st.history, self.checkpoint)
@@ -256,7 +264,10 @@ class ContinualLearner:
         return self.metrics()
 
     def metrics(self) -> dict:
-        return run_metrics(self.cfg, self.state, self.backbone.task_masks, self.backbone.names, self.data_info,
+        data_info = dict(self.data_info)
+        if self.cfg.val_fraction > 0:
+            data_info["val_images"] = [int(v.numel()) for v in self.images.val_idx]
+        return run_metrics(self.cfg, self.state, self.backbone.task_masks, self.backbone.names, data_info,
                            str(self.device), torch.__version__)
 
     # ------------------------------------------------------------------ snapshots

@@ -115,6 +115,19 @@ def run_metrics(cfg, state, task_masks, layer_names, data_info: dict, device: st
         "device": device,
         "torch": torch_version,
         "config": cfg.to_dict(),
+        # candidates: per task, every candidate's validation scores, its cost and the choice
+        **({"choices": state.choices} if cfg.adaptive else {}),
+        # growth bandit: per task, the rule each topology update chose and the reward it read
+        **({"growth_choices": state.growth_choices} if cfg.growth == "bandit" else {}),
+        # validation (val_fraction > 0): the same matrix on the images held out of training
+        **(validation_metrics(state.val_acc) if cfg.val_fraction > 0 else {}),
         # the metrics the original prints only mean something on its final-model matrix
         **({"reference_metrics": reference_metrics(a)} if final_model else {}),
     }
+
+
+def validation_metrics(val_acc) -> dict:
+    """``val_acc_matrix`` and ``val_acc`` (its last row's mean, ACC on validation images): what a
+    choice between configurations reads, so that no choice reads the test set."""
+    a = as_matrix(val_acc)
+    return {"val_acc_matrix": to_json_matrix(a), "val_acc": average_accuracy(a)}

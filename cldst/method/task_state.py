@@ -20,6 +20,10 @@ import collections
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
+
+from cldst.method.flops import TaskFlops
+from cldst.method.task_trainer import TaskTrainer
 
 
 @dataclass
@@ -38,10 +42,15 @@ class RunState:
     bn_stats: list = field(default_factory=list)  # per task: each BN layer's (mean, var); clean only
     reuse_shortfall: list = field(default_factory=list)  # reuse none: per task, positions a layer lacked
     flops: list = field(default_factory=list)  # per task: training and inference MACs, and vs dense
+    growth_choices: list = field(default_factory=list)  # growth bandit: per task, each update's rule and reward
+    choices: list = field(default_factory=list)  # candidates: per task, every candidate's scores and the choice
+    val_acc: list = field(default_factory=list)  # val_fraction > 0: A_val[i][j], task j's validation images after task i
 
     def __post_init__(self) -> None:
         if not self.acc:
             self.acc = [[None] * self.num_tasks for _ in range(self.num_tasks)]
+        if not self.val_acc:
+            self.val_acc = [[None] * self.num_tasks for _ in range(self.num_tasks)]
 
 
 
@@ -76,6 +85,9 @@ def task_state(t: int, pos: TaskPosition, model, trainer, sched, gen: torch.Gene
         "mask": trainer.topology.masks, "fired": trainer.topology.fired,
         "train_mask": trainer.isolation.train_mask, "frozen_values": trainer.isolation.frozen_values,
         "steps": trainer.steps, "dead_start": trainer.dead_start,
+        # growth bandit: its plays, rewards and choices, and what the last update grew
+        "bandit": None if trainer.topology.bandit is None else trainer.topology.bandit.state_dict(),
+        "grown": trainer.topology.grown,
         "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -89,6 +101,11 @@ def restore_task(state: dict, model, trainer, sched, gen: torch.Generator, devic
                 dst.copy_(src)
         for name in ("train_mask", "frozen_values"):
             for dst, src in zip(getattr(trainer.isolation, name), state[name]):
+                dst.copy_(src)
+    if state.get("bandit") is not None:
+        trainer.topology.bandit.load_state_dict(state["bandit"])
+        with torch.no_grad():
+            for dst, src in zip(trainer.topology.grown, state["grown"]):
                 dst.copy_(src)
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -114,3 +131,25 @@ def restore_task(state: dict, model, trainer, sched, gen: torch.Generator, devic
     return pos
 
 
+@dataclass
+class TaskRun:
+    """One task in training: what begin_task sets up and the epochs and end_task use."""
+
+    t: int
+    classes: slice
+    mask: list[torch.Tensor]
+    trainer: TaskTrainer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    generator: torch.Generator
+    pos: TaskPosition
+    flops: TaskFlops
+    total: int  # optimizer steps of the whole task
+    started: float  # perf_counter at the start, less the time a resumed task had already spent
+    bar: tqdm
+    choice: dict | None = None  # candidates: the sparse_init, growth and density this task trains with
+    probe: bool = False  # a candidate of a choice (cldst/method/adaptive.py): no events, no stop checks
+    history: list = field(default_factory=list)  # a candidate's history rows (a probe's are not the run's)
+
+    def snapshot(self, model: torch.nn.Module) -> dict:
+        return {**task_state(self.t, self.pos, model, self.trainer, self.scheduler, self.generator),
+                "choice": self.choice}
