@@ -149,3 +149,16 @@ def test_the_checks_catch_a_planted_upward_import_a_private_name_and_a_cycle():
                                           ("cldst.cli", "entry"), ("cldst", "entry")])
 def test_layer_names(module, layer):
     assert LAYERS[layer_of(module)] == layer
+
+
+@pytest.mark.slow
+def test_a_sweeps_wrapper_process_needs_no_torch():
+    """Each local sweep run is a `python -m cldst.runner.jobs` process that only starts papermill:
+    importing torch there would cost every run seconds and most of a GiB."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cldst.runner.jobs, cldst.runner.sweep, cldst.runner.status, cldst.runner.estimate; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

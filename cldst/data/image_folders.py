@@ -27,7 +27,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .atomic import atomic_write
+from cldst.config.atomic_files import atomic_write
+
 from .base import DataError
 
 CACHE_FORMAT = 1

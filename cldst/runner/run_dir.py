@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cldst.config import ExperimentConfig
-from cldst.data.atomic import atomic_write, atomic_write_bytes
+from cldst.config.atomic_files import atomic_write, atomic_write_bytes
 from cldst.runner.provenance import code_version
 
 # The files of a run folder, named once.

@@ -1,6 +1,8 @@
 """Atomic file writes: a temp file in the target's folder, flushed to disk, then renamed over the
-target, so a reader never sees half a file. The data caches use it, and so does the run folder
-(cldst/runner/run_dir.py): a killed run never leaves a metrics.json that looks finished."""
+target, so a reader never sees half a file. The data caches use it (cldst/data/image_folders.py),
+and so does the run folder (cldst/runner/run_dir.py): a killed run never leaves a metrics.json
+that looks finished. It sits in the first layer, beside the config, because both use it and it
+needs no torch: a sweep's per-run wrapper process imports the run folder's names without torch."""
 
 from __future__ import annotations
 
