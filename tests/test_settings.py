@@ -31,15 +31,18 @@ def test_every_setting_has_one_line_of_help():
 
 
 def test_help_texts():
-    growth = "how pruned weights are regrown (none: a static mask, never updated)"
+    growth = ("how pruned weights are regrown (none: a static mask; bandit: chosen at each update; several, "
+              "or adaptive: each task chooses)")
     assert settings.cli_help("growth") == f"{growth}; default: gradient"
-    assert settings.cli_metavar("growth") == "{random,unfired,gradient,momentum,none}"
-    assert settings.notebook_comment("growth") == f"{growth}: random, unfired, gradient, momentum or none"
+    assert settings.cli_metavar("growth") == "{random,unfired,gradient,momentum,none,bandit}"
+    assert settings.notebook_comment("growth") == f"{growth}: random, unfired, gradient, momentum, none or bandit"
     per_dataset = ", ".join(f"{d} {v['density']}" for d, v in DATASET_DEFAULTS.items())
     assert settings.cli_help("density") == \
-        f"fraction of each task's mask that is active, in (0, 1]; default: the dataset's ({per_dataset})"
+        f"fraction of each task's mask that is active, in (0, 1] (several: each task chooses); default: the " \
+        f"dataset's ({per_dataset})"
     assert settings.notebook_comment("density") == \
-        f"fraction of each task's mask that is active, in (0, 1]; None: the dataset's ({per_dataset})"
+        f"fraction of each task's mask that is active, in (0, 1] (several: each task chooses); None: the " \
+        f"dataset's ({per_dataset})"
     assert settings.cli_metavar("compile") == "{true,false}" and settings.cli_metavar("lr") == "FLOAT"
     assert settings.cli_help(QUIRKS[0]).endswith("; default: the protocol's (on for reference, off for clean)")
 
