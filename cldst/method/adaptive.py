@@ -63,7 +63,7 @@ def choose_and_begin(learner, t: int):
     candidates = [Candidate(choice) for choice in cfg.choices()]
 
     def train_round(c: Candidate) -> None:
-        bb.load_state_dict(copy.deepcopy(start))
+        bb.load_state_dict(start)
         task = learner.begin_task(t, c.saved, choice=c.choice, probe=True)
         for _ in range(min(cfg.probe_epochs, cfg.epochs - 1 - task.pos.epoch)):
             learner.train_epoch(task)
@@ -73,7 +73,7 @@ def choose_and_begin(learner, t: int):
 
     winner = successive_halving(candidates, train_round,
                                 lambda survivors: survivors[0].epochs + cfg.probe_epochs <= cfg.epochs - 1)
-    bb.load_state_dict(copy.deepcopy(start))
+    bb.load_state_dict(start)
     task = learner.begin_task(t, winner.saved, choice=winner.choice)
     learner.state.choices.append({"task": t, "chosen": dict(winner.choice),
                                   "candidates": [c.record() for c in candidates],

@@ -49,30 +49,27 @@ class Observers(LearnerObserver):
     def __init__(self, observers: Sequence[LearnerObserver] = ()):
         self.observers = list(observers)
 
-    def step(self, *args) -> None:
+    def _each(self, hook: str, args: tuple) -> None:
         for o in self.observers:
-            o.step(*args)
+            getattr(o, hook)(*args)
+
+    def step(self, *args) -> None:
+        self._each("step", args)
 
     def epoch(self, *args) -> None:
-        for o in self.observers:
-            o.epoch(*args)
+        self._each("epoch", args)
 
     def update(self, *args) -> None:
-        for o in self.observers:
-            o.update(*args)
+        self._each("update", args)
 
     def task_end(self, *args) -> None:
-        for o in self.observers:
-            o.task_end(*args)
+        self._each("task_end", args)
 
     def save_point(self, *args) -> None:
-        for o in self.observers:
-            o.save_point(*args)
+        self._each("save_point", args)
 
     def stopped(self, *args) -> None:
-        for o in self.observers:
-            o.stopped(*args)
+        self._each("stopped", args)
 
     def close(self) -> None:
-        for o in self.observers:
-            o.close()
+        self._each("close", ())

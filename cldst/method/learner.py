@@ -118,8 +118,10 @@ class ContinualLearner:
         self.model.train()
         bar = tqdm(total=total, initial=trainer.steps, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
                    disable=not self.progress or probe, unit="step")
+        # a candidate's history rows are its own, dropped with it
+        history = [] if probe else self.state.history
         return TaskRun(t, sl, mask, trainer, sched, gen, pos, flops, total, time.perf_counter() - pos.elapsed, bar,
-                       choice, probe)
+                       history, choice, probe)
 
     def train_epoch(self, task: TaskRun) -> None:
         """One epoch of the task (the rest of it, when resumed mid-epoch); emits a save point at its
@@ -142,10 +144,7 @@ class ContinualLearner:
         row = dict(kind="epoch", task=t, epoch=epoch, step=trainer.steps, loss=float(pos.loss_sum) / count,
                    train_acc=100.0 * float(pos.correct) / count, lr=trainer.optimizer.param_groups[0]["lr"],
                    seconds=time.perf_counter() - task.started)
-        if task.probe:  # a candidate's epoch: kept with the choice (cldst/method/adaptive.py), not in the history
-            task.history.append(row)
-        else:
-            self.state.history.append(row)
+        task.history.append(row)
         task.bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{row['loss']:.3f}",
                              acc=f"{row['train_acc']:.1f}%")
         if cfg.keep_best_epoch and row["train_acc"] > pos.best_acc:
@@ -159,10 +158,9 @@ class ContinualLearner:
         self.observers.epoch(t, row, pos.seen, task.total, trainer.steps)
         if self.should_stop():
             self._stop(task, epoch + 1, 0)
-        if pos.epoch < cfg.epochs:  # the last epoch's state is the task end's save point
-            self.observers.save_point("epoch", self.state.history, lambda: self.snapshot(task))
-        else:
-            self.observers.save_point("last_epoch", self.state.history, lambda: self.snapshot(task))
+        # after the last epoch the task's end follows: its save point is the one to resume from
+        reason = "epoch" if pos.epoch < cfg.epochs else "last_epoch"
+        self.observers.save_point(reason, self.state.history, lambda: self.snapshot(task))
 
     def _step(self, task: TaskRun, epoch: int, x: torch.Tensor, y: torch.Tensor) -> None:
         cfg, pos, trainer, t = self.cfg, task.pos, task.trainer, task.t
@@ -171,11 +169,10 @@ class ContinualLearner:
             self.report_dead_start(t)
         task.flops.step(y.numel(), update is not None)
         pos.train_macs = task.flops.total
-        if update is not None and task.probe:
+        if update is not None:
             task.history.append(dict(kind="update", task=t, epoch=epoch, **update))
-        elif update is not None:
-            self.state.history.append(dict(kind="update", task=t, epoch=epoch, **update))
-            self.observers.update(t, update)
+            if not task.probe:
+                self.observers.update(t, update)
         pos.loss_sum += loss * y.numel()
         if cfg.eval_all_classes:  # the original's training accuracy: argmax over all classes
             pos.correct += (all_logits.argmax(1) == y + task.classes.start).sum()

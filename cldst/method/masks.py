@@ -183,7 +183,8 @@ class Backbone:
                 dst.copy_(src)
             for n, p in self.biases:
                 p.copy_(state["biases"][n])
-        self.task_masks = [[m.to(p.device) for m, p in zip(ms, self.params)] for ms in state["task_masks"]]
+        # copies, as the other entries: the backbone never shares a tensor with the state it loaded
+        self.task_masks = [[m.to(p.device, copy=True) for m, p in zip(ms, self.params)] for ms in state["task_masks"]]
 
 
 class TaskIsolation:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cldst.config import BANDIT
 from cldst.method.reuse import reuse_metrics
 
 
@@ -118,7 +119,7 @@ def run_metrics(cfg, state, task_masks, layer_names, data_info: dict, device: st
         # candidates: per task, every candidate's validation scores, its cost and the choice
         **({"choices": state.choices} if cfg.adaptive else {}),
         # growth bandit: per task, the rule each topology update chose and the reward it read
-        **({"growth_choices": state.growth_choices} if cfg.growth == "bandit" else {}),
+        **({"growth_choices": state.growth_choices} if cfg.growth == BANDIT else {}),
         # validation (val_fraction > 0): the same matrix on the images held out of training
         **(validation_metrics(state.val_acc) if cfg.val_fraction > 0 else {}),
         # the metrics the original prints only mean something on its final-model matrix

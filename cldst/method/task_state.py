@@ -146,9 +146,9 @@ class TaskRun:
     total: int  # optimizer steps of the whole task
     started: float  # perf_counter at the start, less the time a resumed task had already spent
     bar: tqdm
+    history: list  # where its history rows go: the run's, or a candidate's own (adaptive.py)
     choice: dict | None = None  # candidates: the sparse_init, growth and density this task trains with
     probe: bool = False  # a candidate of a choice (cldst/method/adaptive.py): no events, no stop checks
-    history: list = field(default_factory=list)  # a candidate's history rows (a probe's are not the run's)
 
     def snapshot(self, model: torch.nn.Module) -> dict:
         return {**task_state(self.t, self.pos, model, self.trainer, self.scheduler, self.generator),

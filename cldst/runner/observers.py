@@ -32,7 +32,6 @@ class CheckpointTimer:
         self.last = time.monotonic()
 
 
-
 class RunFolderWriter(LearnerObserver):
     """history.csv at every save point; checkpoint.pt at every task end and stop, and at the epoch
     ends within a task at most every ``checkpoint_minutes`` (0: every epoch)."""

@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from cldst.config.version import __version__
+
 KEYS = ("cldst_version", "git_commit", "git_dirty")
 ROOT = Path(__file__).resolve().parents[2]  # the checkout, when cldst runs from one
 
@@ -28,8 +30,6 @@ def _git(*args: str) -> str | None:
 
 def code_version() -> dict[str, Any]:
     """{"cldst_version", "git_commit", "git_dirty"} of the code running now."""
-    from cldst.config.version import __version__
-
     commit = dirty = None
     top = _git("rev-parse", "--show-toplevel")
     if top is not None and Path(top).resolve() == ROOT:  # not a repository that merely contains cldst

@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from cldst.config import ExperimentConfig
+from cldst.config import ConfigError, ExperimentConfig
 from cldst.config.atomic_files import atomic_write, atomic_write_bytes
 from cldst.runner.provenance import code_version
 
@@ -79,13 +82,7 @@ class RunDir:
         path = self.file(CHECKPOINT)
         if not path.is_file():
             return None
-        import pickle
-        import re
-        import zipfile
-
-        import torch
-
-        from cldst.config import ConfigError
+        import torch  # here, not at import: a sweep's wrapper process needs no torch
 
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
