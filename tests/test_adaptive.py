@@ -12,7 +12,7 @@ import torch
 
 from cldst import ExperimentConfig, run_experiment
 from cldst.config import ConfigError
-from cldst.method.adaptive import Candidate, successive_halving
+from cldst.method.adaptive import Candidate, ranked, successive_halving
 from cldst.method.learner import ContinualLearner
 
 CANDIDATES = dict(sparse_init="uniform,ERK", growth="random,gradient")
@@ -118,3 +118,37 @@ def test_the_results_table_has_each_tasks_choice():
     assert _chosen_columns(choices) == {"chosen_init": '["uniform", "ERK"]', "chosen_growth": '["gradient", "random"]',
                                         "chosen_density": "[0.05, 0.2]"}
     assert _chosen_columns(None) == {"chosen_init": None, "chosen_growth": None, "chosen_density": None}
+
+
+def test_under_a_capacity_budget_the_sparsest_candidate_within_it_wins():
+    def cands():
+        scored = [(0.2, 50.0), (0.1, 49.5), (0.05, 45.0)]  # (density, validation accuracy in %)
+        return [Candidate({"density": d}, scores=[s]) for d, s in scored]
+
+    def pick(budget):
+        return successive_halving(cands(), lambda c: None, lambda survivors: False, budget).choice["density"]
+
+    assert [pick(b) for b in (0.0, 0.4, 0.5, 1.0, 4.9, 5.0, 50.0)] == [0.2, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05]
+    # halving keeps the candidates within the budget, sparsest first; outside it, by score
+    assert [c.choice["density"] for c in ranked(cands(), 1.0)] == [0.1, 0.2, 0.05]
+    assert [c.choice["density"] for c in ranked(cands(), 0.0)] == [0.2, 0.1, 0.05]
+
+
+def test_a_capacity_budget_needs_several_densities_and_leaves_run_ids_alone():
+    with pytest.raises(ConfigError, match="capacity_budget chooses among several densities"):
+        ExperimentConfig(capacity_budget=1.0)
+    with pytest.raises(ConfigError, match="capacity_budget"):
+        ExperimentConfig(density="0.2,0.1", val_fraction=0.1, capacity_budget=100)
+    assert ExperimentConfig(capacity_budget=0.0).run_id() == ExperimentConfig().run_id()
+    budget = ExperimentConfig(density="0.2,0.1", val_fraction=0.1, capacity_budget=1.0)
+    assert budget.run_id() != ExperimentConfig(density="0.2,0.1", val_fraction=0.1).run_id()
+
+
+@pytest.mark.slow
+def test_a_generous_budget_takes_the_sparsest_density_every_task(tiny_cfg, tmp_path, one_thread):
+    cfg = adaptive_cfg(tiny_cfg, sparse_init="ERK", growth="random", density="0.2,0.1", capacity_budget=99.0)
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert [c["chosen"]["density"] for c in metrics["choices"]] == [0.1, 0.1]
+    fixed = run_experiment(cfg.fixed({"density": 0.1}), tmp_path / "fixed", progress=False)
+    for key in ("acc_matrix", "capacity", "layer_density"):
+        assert metrics[key] == fixed[key], key

@@ -69,8 +69,8 @@ QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_e
 
 # Settings added after results were published, left out of the run id at these values (which
 # compute what the code did before they existed), so earlier run ids and tables stay valid.
-RUN_ID_NEUTRAL: dict[str, Any] = {"val_fraction": 0.0, "probe_epochs": 1, "threshold_prune": False, "sgd_nesterov": False,
-                                  "keep_last_batch": False, "lr_drop_at_zero": False,
+RUN_ID_NEUTRAL: dict[str, Any] = {"val_fraction": 0.0, "probe_epochs": 1, "capacity_budget": 0.0,
+                                  "threshold_prune": False, "sgd_nesterov": False, "keep_last_batch": False, "lr_drop_at_zero": False,
                                   "growth_ranks_active": False, "reuse": "all", "isolation": True}
 
 # Settings that do not change what a run computes, left out of the run id.
@@ -101,6 +101,9 @@ class ExperimentConfig:
     density: float | None = setting(None, "fraction of each task's mask that is active, in (0, 1] (several: each "
                                           "task chooses)")
     probe_epochs: int = setting(1, "with candidates: epochs each survivor trains per round of the choice")
+    capacity_budget: float = setting(0.0, "with several densities: validation accuracy (points of %) a task may "
+                                          "give up to take a sparser one, leaving capacity for later tasks (0: the "
+                                          "best score wins)")
     prune_rate: float = setting(0.5, "fraction of active weights pruned at a task's first update; cosine-decays to 0.005")
     update_frequency: int | None = setting(None, "optimizer steps between topology updates (0: never, a static mask)")
     reuse: str = setting("all", "all: a task's mask may reuse earlier tasks' frozen weights; none: only free positions")
@@ -218,6 +221,11 @@ class ExperimentConfig:
             if not _is_number(density) or not 0 < density <= 1:
                 _bad("density", density, "a number in (0, 1]")
         _at_least("probe_epochs", self.probe_epochs, 1)
+        if not _is_number(self.capacity_budget) or not 0 <= self.capacity_budget < 100:
+            _bad("capacity_budget", self.capacity_budget, "points of accuracy, a number in [0, 100)")
+        if self.capacity_budget and not isinstance(self.density, tuple):
+            raise ConfigError("capacity_budget chooses among several densities: give density a list "
+                              "(e.g. density: 0.05,0.025)")
         if self.adaptive:
             self._validate_adaptive()
         if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
@@ -278,6 +286,10 @@ class ExperimentConfig:
         """Every combination of the candidates, in order: sparse_init, then growth, then density."""
         return [dict(sparse_init=i, growth=g, density=d) for i in self.candidate_values("sparse_init")
                 for g in self.candidate_values("growth") for d in self.candidate_values("density")]
+
+    def fixed(self, choice: dict[str, Any]) -> ExperimentConfig:
+        """The fixed run of one candidate: ``choice`` (one of ``choices()``) over this config."""
+        return dataclasses.replace(self, **choice, capacity_budget=0.0)
 
     @property
     def static(self) -> bool:

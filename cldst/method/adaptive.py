@@ -10,6 +10,10 @@ accuracy on task t's validation images is measured. The better half survives (ti
 candidate in the config's order); rounds go on until one is left, or until the survivors have
 trained every epoch but the last. The winner continues to the task's full epoch budget.
 
+With ``capacity_budget`` b > 0 (and several densities), a candidate whose score is within b points
+of the round's best counts as no loss, and among those the sparsest ranks first: a task takes less than
+the nominal density when validation shows it costs at most b, and leaves the rest to later tasks.
+
 Losing candidates leave no trace: the backbone (frozen weights, owned positions, BatchNorm
 statistics, biases) is restored before each candidate and before the winner goes on, and every
 task draws from its own seeds, so later tasks are as after a fixed run of the winner. Their
@@ -39,17 +43,30 @@ class Candidate:
                 "train_macs": self.train_macs, "dead_start": self.dead}
 
 
-def successive_halving(candidates: list[Candidate], train_round, can_continue) -> Candidate:
-    """Rounds of ``train_round(c)`` for every survivor, keeping the better half by their last score,
+def ranked(candidates: list[Candidate], capacity_budget: float = 0.0) -> list[Candidate]:
+    """Best first by last score; ties keep the config's order. Under a capacity budget, the
+    candidates within ``capacity_budget`` of the best come first, sparsest first."""
+    best = max(c.scores[-1] for c in candidates)
+
+    def key(c: Candidate):
+        within = capacity_budget > 0 and c.scores[-1] >= best - capacity_budget
+        return (not within, c.choice["density"] if within else 0.0, -c.scores[-1])
+
+    return sorted(candidates, key=key)  # stable
+
+
+def successive_halving(candidates: list[Candidate], train_round, can_continue,
+                       capacity_budget: float = 0.0) -> Candidate:
+    """Rounds of ``train_round(c)`` for every survivor, keeping the better half (``ranked``),
     until one is left or ``can_continue(survivors)`` says no more round fits; returns the winner."""
     survivors = list(candidates)
     while True:
         for c in survivors:
             train_round(c)
-        ranked = sorted(survivors, key=lambda c: -c.scores[-1])  # stable: ties keep the config's order
-        if len(ranked) == 1 or not can_continue(ranked):
-            return ranked[0]
-        survivors = ranked[: math.ceil(len(ranked) / 2)]
+        order = ranked(survivors, capacity_budget)
+        if len(order) == 1 or not can_continue(order):
+            return order[0]
+        survivors = order[: math.ceil(len(order) / 2)]
         if len(survivors) == 1:
             return survivors[0]
 
@@ -72,7 +89,8 @@ def choose_and_begin(learner, t: int):
         c.scores.append(_validation_score(learner, task))
 
     winner = successive_halving(candidates, train_round,
-                                lambda survivors: survivors[0].epochs + cfg.probe_epochs <= cfg.epochs - 1)
+                                lambda survivors: survivors[0].epochs + cfg.probe_epochs <= cfg.epochs - 1,
+                                cfg.capacity_budget)
     bb.load_state_dict(start)
     task = learner.begin_task(t, winner.saved, choice=winner.choice)
     learner.state.choices.append({"task": t, "chosen": dict(winner.choice),

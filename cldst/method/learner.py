@@ -97,7 +97,7 @@ class ContinualLearner:
         """Draw task t's mask, start its weights, build its trainer and schedule (then overwrite
         them with ``resume``'s state, if given). ``choice``: the candidate's sparse_init, growth and
         density, over the config's; ``probe``: a candidate in a choice, which reports nothing."""
-        cfg, bb = self.cfg if choice is None else dataclasses.replace(self.cfg, **choice), self.backbone
+        cfg, bb = self.cfg if choice is None else self.cfg.fixed(choice), self.backbone
         gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
         torch.manual_seed(task_seed(cfg.seed, t))
         sl = task_class_range(t, cfg.num_classes_per_task)

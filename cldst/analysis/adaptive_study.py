@@ -1,0 +1,119 @@
+"""Adaptive DST against fixed choices (grids/adaptive-tinyimagenet-cpu.yaml): the comparison table and
+the per-task choices. Pandas only, no drawing.
+
+Each run is one of: a fixed cell (one init, growth rule and density), ``adaptive`` (each task
+chooses its init × growth on validation images), ``bandit`` (growth chosen at every topology
+update) or ``budget`` (each task chooses its density under a capacity budget). Runs are compared
+within a benchmark and a nominal sparsity (1 − the densest candidate). The best fixed cell is picked
+by validation (cldst/analysis/choice.py), and, as an upper bound labelled so, by test accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from cldst.analysis.choice import best_by_validation, oracle_by_test
+from cldst.analysis.summary import sparsity_text
+
+KIND_LABELS = {"adaptive": "adaptive init × growth", "bandit": "growth bandit", "budget": "density under a budget"}
+CELL = ("sparse_init", "growth")
+
+
+def run_kind(row: pd.Series) -> str:
+    """fixed, adaptive, bandit or budget (see the module's docstring)."""
+    budget = row.get("capacity_budget", 0.0)
+    if pd.notna(budget) and float(budget) > 0:
+        return "budget"
+    if row["growth"] == "bandit":
+        return "bandit"
+    if "|" in str(row["sparse_init"]) or "|" in str(row["growth"]) or "|" in str(row["density"]):
+        return "adaptive"
+    return "fixed"
+
+
+def nominal_sparsity(density) -> float:
+    """1 − the densest candidate: a density list such as ``0.05|0.025`` is nominally sparsity 95 %."""
+    values = [float(d) for d in str(density).split("|")]
+    return round(1.0 - max(values), 10)
+
+
+def with_kinds(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    out["kind"] = [run_kind(r) for _, r in table.iterrows()]
+    out["nominal_sparsity"] = [nominal_sparsity(d) for d in table["density"]]
+    return out
+
+
+def _row(runs: pd.DataFrame, method: str, configuration: str, picked: pd.DataFrame | None) -> dict:
+    row = {"method": method, "configuration": configuration, "seeds": len(runs),
+           "ACC": runs["acc"].mean(), "ACC std": runs["acc"].std(), "BWT": runs["bwt"].mean(),
+           "training FLOPs vs dense": runs["train_flops_vs_dense"].mean(),
+           "capacity after last task": runs["capacity_final"].mean(), "val ACC": runs["val_acc"].mean()}
+    if picked is not None:  # paired by seed with the validation-picked cell
+        diff = runs.set_index("seed")["acc"] - picked.set_index("seed")["acc"]
+        row["Δ ACC vs val-picked"] = diff.dropna().mean()
+    return row
+
+
+def comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark and nominal sparsity: the fixed cell picked by validation, the oracle (test-picked,
+    an upper bound), ERK + gradient (the study's default and the budget's reference), and each
+    adaptive kind; mean over seeds, and the mean paired difference to the validation-picked cell."""
+    table = with_kinds(table)
+    rows = []
+    for (bench, sparsity), group in table.groupby(["benchmark", "nominal_sparsity"], sort=True):
+        fixed = group[group["kind"] == "fixed"]
+        cells = fixed.groupby(list(CELL)).size()
+        picked = None
+        head = {"benchmark": bench, "sparsity": sparsity_text(sparsity)}
+        if len(cells) > 1:
+            best = best_by_validation(fixed, CELL)
+            picked = fixed[(fixed["sparse_init"] == best["sparse_init"]) & (fixed["growth"] == best["growth"])]
+            oracle = oracle_by_test(fixed, CELL)
+            top = fixed[(fixed["sparse_init"] == oracle["sparse_init"]) & (fixed["growth"] == oracle["growth"])]
+            rows.append({**head, **_row(picked, "best fixed, picked by validation",
+                                        f"{best['sparse_init']} {best['growth']}", picked)})
+            rows.append({**head, **_row(top, "oracle: best fixed by test (upper bound)",
+                                        f"{oracle['sparse_init']} {oracle['growth']}", picked)})
+        default = fixed[(fixed["sparse_init"] == "ERK") & (fixed["growth"] == "gradient")]
+        if len(default):
+            picked = default if picked is None else picked
+            rows.append({**head, **_row(default, "fixed ERK gradient (study default)", "ERK gradient", picked)})
+        for kind, label in KIND_LABELS.items():
+            runs = group[group["kind"] == kind]
+            if len(runs):
+                configuration = f"{runs['sparse_init'].iloc[0]} {runs['growth'].iloc[0]} d {runs['density'].iloc[0]}"
+                rows.append({**head, **_row(runs, label, configuration, picked)})
+    return pd.DataFrame(rows)
+
+
+def comparison_text(summary: pd.DataFrame) -> pd.DataFrame:
+    """The comparison as printed: ACC as mean ± std, one decimal; FLOPs and capacity as fractions."""
+    out = summary.copy()
+    out["ACC"] = [f"{m:.1f} ± {s:.1f}" if pd.notna(s) else f"{m:.1f}" for m, s in zip(out["ACC"], out["ACC std"])]
+    out["BWT"] = out["BWT"].map(lambda v: f"{v:+.1f}")
+    for name in ("training FLOPs vs dense", "capacity after last task"):
+        out[name] = out[name].map(lambda v: f"{v:.3f}")
+    out["val ACC"] = out["val ACC"].map(lambda v: f"{v:.1f}")
+    if "Δ ACC vs val-picked" in out.columns:
+        out["Δ ACC vs val-picked"] = out["Δ ACC vs val-picked"].map(lambda v: "" if pd.isna(v) else f"{v:+.1f}")
+    return out.drop(columns=["ACC std"])
+
+
+def choice_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """For the runs that chose per task: how often each configuration was chosen, over tasks and
+    seeds, per benchmark, kind and nominal sparsity."""
+    table = with_kinds(table)
+    rows = []
+    for _, run in table[table["chosen_init"].notna()].iterrows():
+        chosen = zip(*(json.loads(run[c]) for c in ("chosen_init", "chosen_growth", "chosen_density")))
+        for task, (init, growth, density) in enumerate(chosen):
+            rows.append({"benchmark": run["benchmark"], "method": KIND_LABELS[run["kind"]],
+                         "sparsity": sparsity_text(run["nominal_sparsity"]), "task": task + 1,
+                         "chosen": f"{init} {growth} {density:g}"})
+    if not rows:
+        return pd.DataFrame()
+    counts = pd.DataFrame(rows).groupby(["benchmark", "method", "sparsity", "chosen"]).size()
+    return counts.rename("tasks").reset_index()
