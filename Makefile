@@ -3,10 +3,11 @@
 #            and the notebooks (nbval): under 1.5 min on 2 cores.
 # make demo: run the offline demo study (Split-MNIST grid); its runs, table and figures go to
 #            sweeps/demo-split-mnist/ (not committed): it changes no tracked file.
-# make baselines, make protocol-ablation, make study-real: the other studies, the same way, each into
-#            its own sweeps/<grid>/ folder (docs/baselines.md, docs/protocols-and-parity.md,
-#            docs/real-images.md).
-# make demo-refresh, baselines-refresh, protocol-ablation-refresh, study-real-refresh (maintainers):
+# make baselines, make protocol-ablation, make study-real, make adaptive-study: the other studies, the
+#            same way, each into its own sweeps/<grid>/ folder (docs/baselines.md,
+#            docs/protocols-and-parity.md, docs/real-images.md, docs/adaptive-study.md).
+# make demo-refresh, baselines-refresh, protocol-ablation-refresh, study-real-refresh,
+#            adaptive-study-refresh (maintainers):
 #            the study, then its committed table and figures under figures/ (and, where a notebook
 #            shows them, its checked outputs) rewritten from it; commit the changes they leave.
 # make lab:  JupyterLab on notebooks/, with the project's kernel (cldst).
@@ -59,7 +60,7 @@ test-fast: install
 
 # The study targets write only under sweeps/ (not committed); each *-refresh target, for maintainers,
 # runs its study and then rewrites the committed table and figures (and notebooks' checked outputs).
-.PHONY: demo-refresh baselines-refresh protocol-ablation-refresh study-real-refresh
+.PHONY: demo-refresh baselines-refresh protocol-ablation-refresh study-real-refresh adaptive-study adaptive-study-refresh
 
 # The demo grid's 54 smoke-scale runs, 2 at a time (one core each), then their table and figures in
 # the sweep's folder (results.csv, figures/, figures.ipynb): about 14 min on 2 cores.
@@ -99,6 +100,24 @@ study-real-refresh: study-real
 	$(BIN)/cldst results $(STUDY) --out $(STUDY_DIR)/results.csv
 	$(BIN)/papermill notebooks/figures.ipynb $(STUDY)/figures.ipynb --log-level WARNING \
 		-p results_csv $(STUDY_DIR)/results.csv -p figures_dir $(STUDY_DIR) -p baselines_csv None
+
+# Adaptive DST against fixed choices (docs/adaptive-study.md; the Tiny ImageNet data as for
+# study-real): 46 runs, about 2 hours on 2 cores; the comparison and figures 9 and 10 in the sweep's folder.
+ADAPTIVE := sweeps/adaptive-tinyimagenet-cpu
+ADAPTIVE_TABLE := figures/adaptive-tinyimagenet-cpu/results.csv
+adaptive-study: install
+	$(BIN)/cldst sweep grids/adaptive-tinyimagenet-cpu.yaml --jobs $(JOBS)
+	$(BIN)/cldst results $(ADAPTIVE) --out $(ADAPTIVE)/results.csv
+	$(BIN)/papermill notebooks/figures.ipynb $(ADAPTIVE)/figures.ipynb --log-level WARNING -p results_csv None \
+		-p baselines_csv None -p adaptive_csv $(ADAPTIVE)/results.csv -p figures_dir $(ADAPTIVE)/figures
+
+# Maintainers: the study, then its committed table, figures 9 and 10 in figures/adaptive-tinyimagenet-cpu/,
+# and figures.ipynb's checked outputs refreshed (its default adaptive table is the committed one).
+adaptive-study-refresh: adaptive-study
+	$(BIN)/cldst results $(ADAPTIVE) --out $(ADAPTIVE_TABLE)
+	$(BIN)/papermill notebooks/figures.ipynb $(ADAPTIVE)/figures.ipynb --log-level WARNING -p results_csv None \
+		-p baselines_csv None -p adaptive_csv $(ADAPTIVE_TABLE) -p figures_dir $(dir $(ADAPTIVE_TABLE))
+	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
 
 # The baselines grid (static, the four growth rules, no reuse, fine-tuning, dense isolated; 45 runs,
 # about 10 min on 2 cores), its table and figures 7 and 8 (figures.ipynb, beside the committed demo
