@@ -16,13 +16,14 @@ matplotlib.use("Agg")
 BENCH = "tinyimagenet, 10 tasks"
 
 
-def run(init, growth, density, seed, acc, val, budget=0.0, chosen=None, flops=0.5):
+def run(init, growth, density, seed, acc, val, budget=0.0, chosen=None, flops=0.5, rules=None):
     return {"benchmark": BENCH, "sparse_init": init, "growth": growth, "density": density, "seed": seed,
             "capacity_budget": budget, "acc": acc, "val_acc": val, "bwt": 0.0, "train_flops_vs_dense": flops,
             "capacity_final": 0.9, "sparsity": None if "|" in str(density) else round(1 - float(density), 10),
             "chosen_init": json.dumps(chosen[0]) if chosen else None,
             "chosen_growth": json.dumps(chosen[1]) if chosen else None,
-            "chosen_density": json.dumps(chosen[2]) if chosen else None}
+            "chosen_density": json.dumps(chosen[2]) if chosen else None,
+            "bandit_rules": json.dumps(rules) if rules else None}
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def table():
                  run("ERK", "gradient", 0.2, seed, 33 + shift, 39.0),  # best by test: the oracle
                  run("uniform|ERK", "random|gradient", 0.2, seed, 31 + shift, 41.0, flops=2.5,
                      chosen=(["ERK", "uniform"], ["random", "random"], [0.2, 0.2])),
-                 run("ERK", "bandit", 0.2, seed, 29 + shift, 38.0),
+                 run("ERK", "bandit", 0.2, seed, 29 + shift, 38.0, rules={"random": 1 + seed, "gradient": 3 - seed}),
                  run("ERK", "gradient", "0.2|0.1", seed, 32 + shift, 38.5, budget=1.0,
                      chosen=(["ERK", "ERK"], ["gradient", "gradient"], [0.1, 0.2]))]
     return pd.DataFrame(rows)
@@ -66,6 +67,17 @@ def test_choices_are_counted_over_tasks_and_seeds(table):
     assert counts[("adaptive init × growth", "uniform random 0.2")] == 2
     assert counts[("density under a budget", "ERK gradient 0.1")] == 2
     assert counts.sum() == 8
+
+
+def test_the_bandits_picks_are_shares_of_all_its_updates(table):
+    from cldst.analysis.adaptive_study import bandit_shares
+    from cldst.analysis.results import _bandit_rules
+
+    assert _bandit_rules([[{"rule": "random"}, {"rule": "gradient"}], [{"rule": "random"}]]) == \
+        '{"gradient": 1, "random": 2}'
+    assert _bandit_rules(None) is None
+    shares = bandit_shares(table).iloc[0]
+    assert (shares["random"], shares["gradient"]) == (37.5, 62.5)  # (1 + 2) and (3 + 2) of 8 updates
 
 
 def test_the_figures_draw_the_choices_and_the_costs(table):

@@ -117,3 +117,16 @@ def choice_counts(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     counts = pd.DataFrame(rows).groupby(["benchmark", "method", "sparsity", "chosen"]).size()
     return counts.rename("tasks").reset_index()
+
+
+def bandit_shares(table: pd.DataFrame) -> pd.DataFrame:
+    """For the growth bandit's runs: the share (%) of all topology updates at which it picked each
+    rule, per benchmark and nominal sparsity, over seeds."""
+    table = with_kinds(table)
+    runs = table[(table["kind"] == "bandit") & table["bandit_rules"].notna()] if "bandit_rules" in table else table.iloc[0:0]
+    rows = [{"benchmark": r["benchmark"], "sparsity": sparsity_text(r["nominal_sparsity"]), **json.loads(r["bandit_rules"])}
+            for _, r in runs.iterrows()]
+    if not rows:
+        return pd.DataFrame()
+    counts = pd.DataFrame(rows).fillna(0).groupby(["benchmark", "sparsity"]).sum()
+    return (100 * counts.div(counts.sum(axis=1), axis=0)).round(1).reset_index()

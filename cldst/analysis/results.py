@@ -31,7 +31,7 @@ METRIC_COLUMNS = ["sparsity", "acc", "bwt", "forgetting", "capacity_final", "dea
                   "images_per_s", "ran_on", "acc_matrix", "capacity", "train_flops_vs_dense",
                   "inference_flops_vs_dense", "reuse_mean", "reuse_matrix", "layer_capacity", "layer_saturation",
                   "val_acc", "val_acc_matrix", "chosen_init", "chosen_growth", "chosen_density",
-                  *PROVENANCE_COLUMNS]
+                  "bandit_rules", *PROVENANCE_COLUMNS]
 
 
 def benchmark_name(dataset: str, num_tasks: int) -> str:
@@ -67,6 +67,7 @@ def result_row(metrics: dict, run_dir: str) -> dict:
         "val_acc_matrix": json.dumps(metrics["val_acc_matrix"]) if "val_acc_matrix" in metrics else None,
         # candidates: what each task chose, in task order
         **_chosen_columns(metrics.get("choices")),
+        "bandit_rules": _bandit_rules(metrics.get("growth_choices")),
         **{name: metrics.get(name) for name in PROVENANCE_COLUMNS},
     }
 
@@ -78,6 +79,17 @@ def _chosen_columns(choices: list[dict] | None) -> dict[str, str | None]:
         return dict.fromkeys(names)
     ordered = sorted(choices, key=lambda c: c["task"])
     return {column: json.dumps([c["chosen"][key] for c in ordered]) for column, key in names.items()}
+
+
+def _bandit_rules(growth_choices: list[list[dict]] | None) -> str | None:
+    """The growth bandit's picks over the run, as JSON: {rule: number of topology updates}."""
+    if not growth_choices:
+        return None
+    counts: dict[str, int] = {}
+    for task in growth_choices:
+        for update in task:
+            counts[update["rule"]] = counts.get(update["rule"], 0) + 1
+    return json.dumps(dict(sorted(counts.items())))
 
 
 def _flops_columns(flops: list[dict] | None) -> dict[str, float | None]:
