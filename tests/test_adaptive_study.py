@@ -56,6 +56,8 @@ def test_the_fixed_cell_is_picked_by_validation_and_the_oracle_labelled(table):
     assert c.loc["growth bandit", "Δ ACC vs val-picked"] == -1.0
     assert c.loc["density under a budget", "Δ ACC vs val-picked"] == 2.0
     assert c.loc["adaptive init × growth", "training FLOPs vs dense"] == 2.5
+    assert c.loc["adaptive init × growth", "configuration"] == "4 candidates"
+    assert c.loc["density under a budget", "configuration"] == "ERK gradient, density 0.2|0.1, 1 point"
     assert set(c["sparsity"]) == {"80 %"} and set(c["seeds"]) == {2}
     text = comparison_text(comparison(table))
     assert text.set_index("method").loc["adaptive init × growth", "ACC"] == "32.0 ± 1.4"

@@ -84,9 +84,20 @@ def comparison(table: pd.DataFrame) -> pd.DataFrame:
         for kind, label in KIND_LABELS.items():
             runs = group[group["kind"] == kind]
             if len(runs):
-                configuration = f"{runs['sparse_init'].iloc[0]} {runs['growth'].iloc[0]} d {runs['density'].iloc[0]}"
-                rows.append({**head, **_row(runs, label, configuration, picked)})
+                rows.append({**head, **_row(runs, label, _configuration(runs.iloc[0], kind), picked)})
     return pd.DataFrame(rows)
+
+
+def _configuration(run: pd.Series, kind: str) -> str:
+    """What a run that chooses chooses among, in a few words."""
+    if kind == "adaptive":
+        n = 1
+        for name in ("sparse_init", "growth", "density"):
+            n *= len(str(run[name]).split("|"))
+        return f"{n} candidates"
+    if kind == "budget":
+        return f"{run['sparse_init']} {run['growth']}, density {run['density']}, {run['capacity_budget']:g} point"
+    return f"{run['sparse_init']} {run['growth']}"
 
 
 def comparison_text(summary: pd.DataFrame) -> pd.DataFrame:

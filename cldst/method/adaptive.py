@@ -17,8 +17,8 @@ the nominal density when validation shows it costs at most b, and leaves the res
 Losing candidates leave no trace: the backbone (frozen weights, owned positions, BatchNorm
 statistics, biases) is restored before each candidate and before the winner goes on, and every
 task draws from its own seeds, so later tasks are as after a fixed run of the winner. Their
-training MACs are counted into the task's cost (``probe_macs``). The test set is never read: a
-score is ``Evaluator.accuracy(..., split="val")``. Stop requests and events wait until the
+training MACs are counted into the task's cost (``probe_macs``), and the choice's time into the
+task's seconds. The test set is never read: a score is ``Evaluator.accuracy(..., split="val")``. Stop requests and events wait until the
 choice is made (a run killed during it redoes it, deterministically, from the task boundary).
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 
 
@@ -76,6 +77,7 @@ def choose_and_begin(learner, t: int):
     ready to train its remaining epochs (``learner.train_epoch``, then ``end_task``). Records the
     choice in ``learner.state.choices``."""
     cfg, bb = learner.cfg, learner.backbone
+    began = time.perf_counter()
     start = copy.deepcopy(bb.state_dict())  # what every candidate starts from, and the winner goes on from
     candidates = [Candidate(choice) for choice in cfg.choices()]
 
@@ -93,6 +95,7 @@ def choose_and_begin(learner, t: int):
                                 cfg.capacity_budget)
     bb.load_state_dict(start)
     task = learner.begin_task(t, winner.saved, choice=winner.choice)
+    task.started = began  # the task's time includes its choice
     learner.state.choices.append({"task": t, "chosen": dict(winner.choice),
                                   "candidates": [c.record() for c in candidates],
                                   "probe_macs": sum(c.train_macs for c in candidates if c is not winner)})
