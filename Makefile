@@ -102,7 +102,7 @@ study-real-refresh: study-real
 		-p results_csv $(STUDY_DIR)/results.csv -p figures_dir $(STUDY_DIR) -p baselines_csv None
 
 # Adaptive DST against fixed choices (docs/adaptive-study.md; the Tiny ImageNet data as for
-# study-real): 46 runs, about 2 hours on 2 cores; the comparison and figures 9 and 10 in the sweep's folder.
+# study-real): 48 runs, 100 minutes on 2 cores; the comparison and figures 9 and 10 in the sweep's folder.
 ADAPTIVE := sweeps/adaptive-tinyimagenet-cpu
 ADAPTIVE_TABLE := figures/adaptive-tinyimagenet-cpu/results.csv
 adaptive-study: install

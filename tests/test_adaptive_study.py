@@ -17,7 +17,7 @@ BENCH = "tinyimagenet, 10 tasks"
 
 
 def run(init, growth, density, seed, acc, val, budget=0.0, chosen=None, flops=0.5, rules=None):
-    return {"benchmark": BENCH, "sparse_init": init, "growth": growth, "density": density, "seed": seed,
+    return {"benchmark": BENCH, "num_tasks": 10, "sparse_init": init, "growth": growth, "density": density, "seed": seed,
             "capacity_budget": budget, "acc": acc, "val_acc": val, "bwt": 0.0, "train_flops_vs_dense": flops,
             "capacity_final": 0.9, "sparsity": None if "|" in str(density) else round(1 - float(density), 10),
             "chosen_init": json.dumps(chosen[0]) if chosen else None,

@@ -31,7 +31,7 @@ def _text(value) -> str:
 def _strip(rows: Sequence[str], cells: Sequence[Sequence[str]], title: str, legend_title: str) -> plt.Figure:
     """One coloured, labelled cell per (row, task): a colour per distinct label, with a legend."""
     labels = sorted({c for row in cells for c in row})
-    colour = dict(zip(labels, sns.color_palette("Set2", len(labels))))
+    colour = dict(zip(labels, sns.color_palette("Set2" if len(labels) <= 8 else "tab20", len(labels))))
     tasks = max(len(row) for row in cells)
     image = np.ones((len(rows), tasks, 3))
     fig, ax = plt.subplots(figsize=(1.6 + 0.7 * tasks, 0.8 + 0.45 * len(rows)))
@@ -90,7 +90,10 @@ def chosen_per_task(table: pd.DataFrame) -> plt.Figure | None:
     runs = adaptive_runs(table)
     if runs.empty:
         return None
-    runs = runs.sort_values(["sparsity", "seed"], kind="stable")
+    order = runs.assign(budget=runs.get("capacity_budget", pd.Series(0.0, index=runs.index)).fillna(0.0),
+                        densest=[max(float(d) for d in str(v).split("|")) for v in runs["density"]])
+    runs = runs.loc[order.sort_values(["num_tasks", "budget", "densest", "seed"],
+                                      ascending=[True, True, False, True], kind="stable").index]
     inits, growths, densities = (json_column(runs, c) for c in ("chosen_init", "chosen_growth", "chosen_density"))
     rows, cells = [], []
     for (_, run), i, g, d in zip(runs.iterrows(), inits, growths, densities, strict=True):
@@ -102,7 +105,8 @@ def chosen_per_task(table: pd.DataFrame) -> plt.Figure | None:
 
 def _run_label(run: pd.Series) -> str:
     """Sparsity (or the density candidates), the capacity budget where set, and the seed."""
-    head = f"sparsity {run['sparsity'] * 100:g} %" if pd.notna(run["sparsity"]) else f"density {run['density']}"
+    head = f"{run['num_tasks']} tasks, " + (
+        f"sparsity {run['sparsity'] * 100:g} %" if pd.notna(run["sparsity"]) else f"density {run['density']}")
     budget = run.get("capacity_budget", 0.0)
     return head + (f", budget {budget:g}" if pd.notna(budget) and budget > 0 else "") + f", seed {run['seed']}"
 
