@@ -82,7 +82,7 @@ QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_e
 RUN_ID_NEUTRAL: dict[str, Any] = {"val_fraction": 0.0, "probe_epochs": 1, "capacity_budget": 0.0,
                                   "threshold_prune": False, "sgd_nesterov": False, "keep_last_batch": False, "lr_drop_at_zero": False,
                                   "growth_ranks_active": False, "reuse": "all", "isolation": True,
-                                  "method": "dst", "retrain_epochs": 1, "score_lr": None}
+                                  "method": "dst", "retrain_epochs": 1}
 
 # Settings that do not change what a run computes, left out of the run id.
 NOT_IN_RUN_ID = ("data_dir", "device")
@@ -105,8 +105,8 @@ class ExperimentConfig:
     arch: str | None = setting(None, "backbone network")
     width: float | None = setting(None, "channel multiplier; 1.0 is the original network")
     # sparse training
-    method: str = setting("dst", "how each task finds its sub-network (packnet, supsup, wsn: the field's methods, "
-                                 "docs/method.md)")
+    method: str = setting("dst", "how each task finds its sub-network (dst: this study's; the others: the field's "
+                                 "methods, docs/method.md)")
     sparse_init: str = setting("ERK", "how each task's mask is drawn (uniform: the same density in every layer; "
                                       "several, or adaptive: each task chooses)")
     growth: str = setting("gradient", "how pruned weights are regrown (none: a static mask; bandit: chosen at each "
@@ -119,7 +119,7 @@ class ExperimentConfig:
                                           "best score wins)")
     prune_rate: float = setting(0.5, "fraction of active weights pruned at a task's first update; cosine-decays to 0.005")
     update_frequency: int | None = setting(None, "optimizer steps between topology updates (0: never, a static mask)")
-    score_lr: float | None = setting(None, "supsup, wsn: Adam/SGD learning rate of the mask scores")
+    score_lr: float | None = setting(None, "supsup, wsn: learning rate of the mask scores")
     retrain_epochs: int = setting(1, "packnet: the last epochs of each task's budget, retraining after the prune")
     reuse: str = setting("all", "all: a task's mask may reuse earlier tasks' frozen weights; none: only free positions")
     isolation: bool = setting(True, "freeze the weights earlier tasks own (false: fine-tuning, later tasks overwrite them)")
@@ -192,6 +192,8 @@ class ExperimentConfig:
             self.num_classes_per_task = self.num_classes // self.num_tasks
         if self.num_classes_per_task is None:
             _bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
+        if self.score_lr is None:
+            self.score_lr = self.lr
         if self.protocol in PROTOCOLS:
             for name in QUIRKS:
                 if getattr(self, name) is None:

@@ -61,8 +61,7 @@ class ScoreMethod(SubnetworkMethod):
 
     def optimizer_params(self, model: torch.nn.Module) -> list[torch.Tensor]:
         rest = [*(w for w in self.weights if w.requires_grad), *(p for _, p in self.backbone.biases)]
-        lr = self.cfg.lr if self.cfg.score_lr is None else self.cfg.score_lr
-        return [{"params": self.scores, "lr": lr}, *([{"params": rest}] if rest else [])]
+        return [{"params": self.scores, "lr": self.cfg.score_lr}, *([{"params": rest}] if rest else [])]
 
     def before_forward(self) -> None:
         for p in self.backbone.params:  # not the optimizer's: their gradient would accumulate
