@@ -45,7 +45,7 @@ def run_task(learner, t, watch=None):
 
 
 # ---------------------------------------------------------------------- PackNet
-@pytest.mark.parametrize("init", ["ERK", "uniform"])
+@pytest.mark.parametrize("init", [pytest.param("ERK", marks=pytest.mark.slow), "uniform"])
 def test_packnet_prune_retrain_freeze(tiny_cfg, one_thread, init):
     learner = ContinualLearner(two_tasks(tiny_cfg, "packnet", sparse_init=init), progress=False)
     bb = learner.backbone
@@ -128,7 +128,7 @@ def test_supsup_weights_never_change_and_masks_are_exact_top_k(tiny_cfg, one_thr
 
 
 # ---------------------------------------------------------------------- WSN
-@pytest.mark.parametrize("init", ["ERK", "uniform"])
+@pytest.mark.parametrize("init", [pytest.param("ERK", marks=pytest.mark.slow), "uniform"])
 def test_wsn_reuses_owned_weights_and_trains_only_free_ones(tiny_cfg, one_thread, init):
     learner = ContinualLearner(two_tasks(tiny_cfg, "wsn", sparse_init=init), progress=False)
     bb = learner.backbone
