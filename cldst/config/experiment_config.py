@@ -25,7 +25,7 @@ from cldst.config.benchmarks import BENCHMARKS, DATASETS
 from cldst.config.candidates import CHOOSABLE, candidates, label
 
 __all__ = ["ALIASES", "ARCHS", "BANDIT", "CLASS_ORDERS", "DATASETS", "DATASET_DEFAULTS", "FREE_INITS", "GROWTHS",
-           "INITS", "NOT_IN_RUN_ID", "OPTIMIZERS", "PROTOCOLS", "QUIRKS", "REUSES", "RUN_ID_NEUTRAL", "STATIC",
+           "INITS", "METHODS", "NOT_IN_RUN_ID", "OPTIMIZERS", "PROTOCOLS", "QUIRKS", "REUSES", "RUN_ID_NEUTRAL", "STATIC",
            "ConfigError", "ExperimentConfig", "load_preset"]
 
 
@@ -44,6 +44,16 @@ GROWTHS = ("random", "unfired", "gradient", "momentum")  # the DST growth rules
 STATIC = "none"  # growth: none, the static sparse baseline: the initial mask is never updated
 BANDIT = "bandit"  # growth: a bandit chooses among GROWTHS at each topology update (cldst/method/growth_bandit.py)
 REUSES = ("all", "none")
+# How each task's sub-network is found: dst (the study's method), or one of the field's methods
+# (docs/method.md): packnet (train, prune, retrain, freeze), supsup (a learned supermask over fixed
+# weights), wsn (learned scores over all weights; only free ones train)
+METHODS = ("dst", "packnet", "supsup", "wsn")
+# Settings a method does not read: left out of its run id, whatever their value
+NOT_READ_BY: dict[str, tuple[str, ...]] = {
+    "dst": ("retrain_epochs", "score_lr"),
+    **{m: ("growth", "update_frequency", "prune_rate", "retrain_epochs") for m in ("supsup", "wsn")},
+    "packnet": ("growth", "update_frequency", "prune_rate", "score_lr"),
+}
 OPTIMIZERS = ("adam", "sgd")
 PROTOCOLS = ("clean", "reference")
 FREE_INITS = ("zero", "theta0")
@@ -71,7 +81,8 @@ QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_e
 # compute what the code did before they existed), so earlier run ids and tables stay valid.
 RUN_ID_NEUTRAL: dict[str, Any] = {"val_fraction": 0.0, "probe_epochs": 1, "capacity_budget": 0.0,
                                   "threshold_prune": False, "sgd_nesterov": False, "keep_last_batch": False, "lr_drop_at_zero": False,
-                                  "growth_ranks_active": False, "reuse": "all", "isolation": True}
+                                  "growth_ranks_active": False, "reuse": "all", "isolation": True,
+                                  "method": "dst", "retrain_epochs": 1}
 
 # Settings that do not change what a run computes, left out of the run id.
 NOT_IN_RUN_ID = ("data_dir", "device")
@@ -94,6 +105,8 @@ class ExperimentConfig:
     arch: str | None = setting(None, "backbone network")
     width: float | None = setting(None, "channel multiplier; 1.0 is the original network")
     # sparse training
+    method: str = setting("dst", "how each task finds its sub-network (dst: this study's; the others: the field's "
+                                 "methods, docs/method.md)")
     sparse_init: str = setting("ERK", "how each task's mask is drawn (uniform: the same density in every layer; "
                                       "several, or adaptive: each task chooses)")
     growth: str = setting("gradient", "how pruned weights are regrown (none: a static mask; bandit: chosen at each "
@@ -106,6 +119,8 @@ class ExperimentConfig:
                                           "best score wins)")
     prune_rate: float = setting(0.5, "fraction of active weights pruned at a task's first update; cosine-decays to 0.005")
     update_frequency: int | None = setting(None, "optimizer steps between topology updates (0: never, a static mask)")
+    score_lr: float | None = setting(None, "supsup, wsn: learning rate of the mask scores")
+    retrain_epochs: int = setting(1, "packnet: the last epochs of each task's budget, retraining after the prune")
     reuse: str = setting("all", "all: a task's mask may reuse earlier tasks' frozen weights; none: only free positions")
     isolation: bool = setting(True, "freeze the weights earlier tasks own (false: fine-tuning, later tasks overwrite them)")
     free_init: str | None = setting(None, "start value of a later task's free weights (theta0: the initial random weights)")
@@ -177,6 +192,8 @@ class ExperimentConfig:
             self.num_classes_per_task = self.num_classes // self.num_tasks
         if self.num_classes_per_task is None:
             _bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
+        if self.score_lr is None:
+            self.score_lr = self.lr
         if self.protocol in PROTOCOLS:
             for name in QUIRKS:
                 if getattr(self, name) is None:
@@ -191,6 +208,7 @@ class ExperimentConfig:
             _choice("sparse_init", init, INITS)
         for growth in self.candidate_values("growth"):
             _choice("growth", growth, (*GROWTHS, STATIC) if self.adaptive else (*GROWTHS, STATIC, BANDIT))
+        _choice("method", self.method, METHODS)
         _choice("reuse", self.reuse, REUSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("protocol", self.protocol, PROTOCOLS)
@@ -228,6 +246,11 @@ class ExperimentConfig:
                               "(e.g. density: 0.05,0.025)")
         if self.adaptive:
             self._validate_adaptive()
+        _at_least("retrain_epochs", self.retrain_epochs, 1)
+        if self.score_lr is not None and (not _is_number(self.score_lr) or self.score_lr <= 0):
+            _bad("score_lr", self.score_lr, "a number > 0, or null (lr)")
+        if self.method != "dst":
+            self._validate_method()
         if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             _bad("val_fraction", self.val_fraction, "a number in [0, 1)")
         if not _is_number(self.prune_rate) or not 0 <= self.prune_rate < 1:
@@ -260,6 +283,23 @@ class ExperimentConfig:
         if self.probe_epochs >= self.epochs:
             _bad("probe_epochs", self.probe_epochs, f"fewer than epochs={self.epochs}, so the chosen "
                  "candidate trains on after the choice")
+
+    def _validate_method(self) -> None:
+        """The field's methods run the clean protocol's loop only, one fixed configuration each."""
+        m = self.method
+        if self.adaptive or self.growth == BANDIT:
+            raise ConfigError(f"method={m} trains one fixed configuration: candidate lists and growth=bandit "
+                              "are DST's (use method=dst)")
+        quirks = [q for q in QUIRKS if getattr(self, q)]
+        if self.protocol != "clean" or quirks:
+            raise ConfigError(f"method={m} runs the clean protocol only: "
+                              + ("set protocol=clean" if self.protocol != "clean" else f"turn off {quirks[0]}"))
+        if not self.isolation or self.reuse != "all" or self.free_init != "theta0":
+            raise ConfigError(f"method={m} needs isolation=true, reuse=all and free_init=theta0 (its own rules "
+                              "decide what is reused and frozen)")
+        if m == "packnet" and self.retrain_epochs >= self.epochs:
+            _bad("retrain_epochs", self.retrain_epochs, f"fewer than epochs={self.epochs}: packnet trains "
+                 "epochs − retrain_epochs epochs before the prune")
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
@@ -299,10 +339,12 @@ class ExperimentConfig:
     def run_id(self) -> str:
         """Short hash of everything that changes what the run computes."""
         d = {k: v for k, v in self.to_dict().items()
-             if k not in NOT_IN_RUN_ID and not (k in RUN_ID_NEUTRAL and v == RUN_ID_NEUTRAL[k])}
+             if k not in NOT_IN_RUN_ID and k not in NOT_READ_BY[self.method]
+             and not (k in RUN_ID_NEUTRAL and v == RUN_ID_NEUTRAL[k])}
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         density = label(self.density) if isinstance(self.density, tuple) else f"{self.density:g}"
-        return f"{self.dataset}-{label(self.sparse_init)}-{label(self.growth)}-d{density}-s{self.seed}-{digest}"
+        rule = label(self.growth) if self.method == "dst" else self.method  # what finds the sub-network
+        return f"{self.dataset}-{label(self.sparse_init)}-{rule}-d{density}-s{self.seed}-{digest}"
 
 
 def load_preset(path: str | Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from cldst.config import (
     FREE_INITS,
     GROWTHS,
     INITS,
+    METHODS,
     OPTIMIZERS,
     PROTOCOLS,
     QUIRKS,
@@ -35,7 +36,7 @@ from cldst.config import (
 HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(ExperimentConfig)}
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": DATASETS, "class_order": CLASS_ORDERS, "arch": ARCHS, "sparse_init": INITS,
+    "dataset": DATASETS, "method": METHODS, "class_order": CLASS_ORDERS, "arch": ARCHS, "sparse_init": INITS,
     "growth": (*GROWTHS, STATIC, BANDIT), "reuse": REUSES, "free_init": FREE_INITS, "optimizer": OPTIMIZERS,
     "protocol": PROTOCOLS,
 }
@@ -45,6 +46,7 @@ NONE_MEANS: dict[str, str] = {
     "num_classes_per_task": "num_classes / num_tasks",
     "free_init": "the protocol's (theta0 for clean, zero for reference)",
     "amp": "on when the run is on CUDA, off on the CPU",
+    "score_lr": "lr",
 }
 
 # Section titles, at the field that opens each (the CLI's argument groups, the parameters cell's
@@ -52,7 +54,7 @@ NONE_MEANS: dict[str, str] = {
 SECTIONS: dict[str, str] = {
     "dataset": "benchmark",
     "arch": "backbone",
-    "sparse_init": "sparse training",
+    "method": "sparse training",
     "optimizer": "optimisation",
     "protocol": "protocol",
     "device": "hardware",

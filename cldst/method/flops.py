@@ -106,8 +106,12 @@ def task_inference_macs(backbone: Backbone, t: int, output_sizes: Mapping[str, i
 # Which growth rules need the dense gradient (over inactive weights too), and when.
 # none: the static mask, never updated; bandit: any rule at any update, momentum included, so the
 # momentum of every weight is kept: the dense gradient at every step
+# The field's methods (cfg.method, docs/method.md): packnet trains the weights of its mask, so 3·f_S
+# (its mask is the whole network until its prune); supsup and wsn learn a score for every weight,
+# the dense gradient at every step
 DENSE_GRADIENT = {"random": "never", "unfired": "never", "gradient": "at_update", "momentum": "every_step",
-                  "none": "never", "bandit": "every_step"}
+                  "none": "never", "bandit": "every_step",
+                  "packnet": "never", "supsup": "every_step", "wsn": "every_step"}
 
 
 class TrainingFlops:
@@ -187,7 +191,11 @@ class TaskFlops:
         self.counter.step(self.forward, examples)
         if updated:
             self.counter.topology_update()
-            self.forward = forward_macs(self.mask, self.output_sizes, self.names)
+            self.mask_changed()
+
+    def mask_changed(self) -> None:
+        """The mask changed (a topology update, PackNet's prune): recount its forward MACs."""
+        self.forward = forward_macs(self.mask, self.output_sizes, self.names)
 
     @property
     def total(self) -> float:

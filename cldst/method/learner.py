@@ -31,6 +31,7 @@ from cldst.method.evaluation import Evaluator
 from cldst.method.events import LearnerObserver, Observers, Preempted
 from cldst.method.flops import TaskFlops, dense_forward_macs, layer_output_sizes, task_inference_macs
 from cldst.method.masks import Backbone
+from cldst.method.methods import SUBNETWORK_METHODS
 from cldst.method.metrics import run_metrics
 from cldst.method.models import build_model
 from cldst.method.seeds import derived_seed, task_seed
@@ -101,20 +102,27 @@ class ContinualLearner:
         gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
         torch.manual_seed(task_seed(cfg.seed, t))
         sl = task_class_range(t, cfg.num_classes_per_task)
-        mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks,
-                                head_rows=None if cfg.shared_head_rows else sl, reuse=cfg.reuse == "all")
-        if bb.shortfall and not probe:
-            self._report_shortfall(t, bb.shortfall)
+        # a method other than DST draws the mask and runs its hooks (cldst/method/subnetwork.py)
+        rule = None if cfg.method == "dst" else SUBNETWORK_METHODS[cfg.method](cfg, bb, sl, gen)
+        if rule is None:
+            mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks,
+                                    head_rows=None if cfg.shared_head_rows else sl, reuse=cfg.reuse == "all")
+        else:
+            mask = rule.draw_mask()
+        shortfall = bb.shortfall if rule is None else rule.shortfall
+        if shortfall and not probe:
+            self._report_shortfall(t, shortfall)
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
         total = self.steps_per_epoch(t) * cfg.epochs
-        trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self.autocast)
+        trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self.autocast, rule)
         sched = torch.optim.lr_scheduler.MultiStepLR(
             trainer.optimizer, milestones=lr_milestones(cfg.epochs, cfg.lr_drop_at_zero), gamma=0.1)
         if resume is None:
             pos = TaskPosition(self.device)
         else:
             pos = restore_task(resume, self.model, trainer, sched, gen, self.device)
-        flops = TaskFlops(bb.names, self.output_sizes, self.dense_macs, cfg.growth, mask, total=pos.train_macs)
+        flops = TaskFlops(bb.names, self.output_sizes, self.dense_macs, cfg.growth if rule is None else rule.flops_rule,
+                          mask, total=pos.train_macs)
         self.model.train()
         bar = tqdm(total=total, initial=trainer.steps, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
                    disable=not self.progress or probe, unit="step")
@@ -130,6 +138,8 @@ class ContinualLearner:
         idx = self.images.train_idx[t]
         n, bs, per_epoch = idx.numel(), cfg.batch_size, self.steps_per_epoch(t)
         epoch = pos.epoch
+        if trainer.rule is not None and trainer.rule.before_epoch(epoch, trainer.isolation):
+            task.flops.mask_changed()  # PackNet's prune
         if pos.perm is None:
             pos.perm = epoch_permutation(idx, task.generator)
         for x, y in epoch_batches(self.images.train_x, self.images.train_y, idx, bs, self.images.transform,
@@ -204,7 +214,10 @@ class ContinualLearner:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - task.started
-        bb.merge(task.mask, nonzero_rule=cfg.keep_best_epoch, overwrite=not cfg.isolation)
+        if task.trainer.rule is None:
+            bb.merge(task.mask, nonzero_rule=cfg.keep_best_epoch, overwrite=not cfg.isolation)
+        else:
+            task.trainer.rule.merge()
         if not cfg.eval_batch_stats:
             if not cfg.isolation:  # earlier tasks' weights have changed: their statistics too
                 st.bn_stats[:] = [self.evaluator.task_statistics(j) for j in range(t)]
@@ -295,10 +308,11 @@ class ContinualLearner:
         raise Preempted(_stopped_at(task.t, epoch, batch))
 
     def _report_shortfall(self, t: int, shortfall: dict[str, int]) -> None:
-        """reuse none: a layer without enough free positions; said once per task, and recorded."""
+        """reuse none (or PackNet): a layer without enough free positions; said once per task, and recorded."""
         worst = max(shortfall, key=shortfall.get)
         self.state.reuse_shortfall.append({"task": t, **shortfall})
-        tqdm.write(f"cldst: warning: reuse=none: task {t + 1} finds too few free positions in {len(shortfall)} "
+        why = "reuse=none" if self.cfg.method == "dst" else f"method={self.cfg.method}"
+        tqdm.write(f"cldst: warning: {why}: task {t + 1} finds too few free positions in {len(shortfall)} "
                    f"layer(s) (most in {worst}: {shortfall[worst]} missing); its mask there is smaller",
                    file=sys.stderr)
 

@@ -230,6 +230,11 @@ class TaskIsolation:
         their owner's value back exactly, everything else becomes 0."""
         for p, tm, fv in zip(self.backbone.params, self.train_mask, self.frozen_values):
             torch.addcmul(fv, p, tm, out=p)
+        self.keep_biases()
+
+    @torch.no_grad()
+    def keep_biases(self) -> None:
+        """Other tasks' head biases back to their values at the task's start."""
         for p, saved, sl in self.bias_keep:
             p[: sl.start].copy_(saved[: sl.start])
             p[sl.stop:].copy_(saved[sl.stop:])

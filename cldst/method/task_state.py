@@ -10,7 +10,7 @@ mask and fired set, the frozen-weight multipliers (with ``grown_frozen_zero`` th
 task's past), the DST step count, the best epoch's weights and mask (``keep_best_epoch``), the
 task's generator (data order, augmentation, DST draws), torch's global RNG (and CUDA's), the
 current epoch's permutation and the position in it, and the epoch's running loss and accuracy
-sums. Resuming redoes the task's start (mask draw, optimizer, scheduler) and then overwrites that
+sums, and a method's own state (cldst/method/subnetwork.py). Resuming redoes the task's start (mask draw, optimizer, scheduler) and then overwrites that
 state with the saved one (on the CPU bit for bit; on a GPU as deterministic as cuDNN is).
 """
 
@@ -88,6 +88,8 @@ def task_state(t: int, pos: TaskPosition, model, trainer, sched, gen: torch.Gene
         # growth bandit: its plays, rewards and choices, and what the last update grew
         "bandit": None if trainer.topology.bandit is None else trainer.topology.bandit.state_dict(),
         "grown": trainer.topology.grown,
+        # a method other than DST: its own state (PackNet's phase; SupSup's and WSN's scores and weights)
+        "method": None if trainer.rule is None else trainer.rule.state_dict(),
         "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -107,6 +109,8 @@ def restore_task(state: dict, model, trainer, sched, gen: torch.Generator, devic
         with torch.no_grad():
             for dst, src in zip(trainer.topology.grown, state["grown"]):
                 dst.copy_(src)
+    if state.get("method") is not None:
+        trainer.rule.load_state_dict(state["method"])
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     sched_state = dict(state["scheduler"])
