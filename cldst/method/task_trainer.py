@@ -88,9 +88,17 @@ class TaskTrainer:
         loss = F.cross_entropy(all_logits[:, self.class_slice], y)
         self.optimizer.zero_grad()
         loss.backward()
+        return self.finish_step(loss, all_logits, features[0] if features else None)
+
+    def finish_step(self, loss: torch.Tensor, all_logits: torch.Tensor,
+                    features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """The step after the backward pass, with the gradients in the parameters' ``.grad``:
+        isolation, the dead-start check (``features``: the head's input, at the task's first step),
+        the optimizer step and the topology update. A pack (cldst/method/pack.py) computes the
+        gradients of several runs at once, then calls this for each of them."""
         self.isolation.zero_frozen_grads()
         if self.steps == 0:
-            self.dead_start = is_dead(features[0], self.params)
+            self.dead_start = is_dead(features, self.params)
         self.optimizer.step()
         self.isolation.after_step()
         self.steps += 1
