@@ -55,6 +55,7 @@ class TaskTrainer:
     def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module, forward, backbone: Backbone,
                  mask: list[torch.Tensor], class_slice: slice, total_steps: int,
                  generator: torch.Generator, autocast):
+        self.model = model
         self.forward = forward
         self.head = head(model)
         self.class_slice = class_slice
