@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cldst.bench import _dst_trainer, _sync, _timed
+from cldst.bench import dst_trainer, sync_device, timed
 from cldst.config import ExperimentConfig
 from cldst.method.device import keep_freed_memory, select_device
 from cldst.method.pack import PackedStep
@@ -63,7 +63,7 @@ def _trainers(arch, width, batch, image_size, pack, device, amp):
     for k in range(pack):
         cfg = ExperimentConfig(dataset="cifar100", arch=arch, width=width, density=0.1, sparse_init="ERK",
                                update_frequency=100, batch_size=batch, seed=k)
-        model, trainer = _dst_trainer(cfg, device, GROWTH_CYCLE[k % len(GROWTH_CYCLE)], amp)
+        model, trainer = dst_trainer(cfg, device, GROWTH_CYCLE[k % len(GROWTH_CYCLE)], amp)
         out.append((model, trainer))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, image_size, image_size, generator=gen).to(device).contiguous(
@@ -95,7 +95,7 @@ def bench_pack(arch: str = "resnet18", device: str = "cpu", *, pack: int = 4, wi
     best = {"packed": float("inf"), "sequential": float("inf")}
     for _ in range(repeats):
         for name, fn in (("packed", packed), ("sequential", sequential)):
-            best[name] = min(best[name], _timed(lambda fn=fn: [fn() for _ in range(steps)], dev) / steps)
+            best[name] = min(best[name], timed(lambda fn=fn: [fn() for _ in range(steps)], dev) / steps)
     images = pack * batch
     procs = _processes(arch, width, batch, image_size, pack, device, amp, steps * repeats) if processes else None
     return PackBench(arch, width, batch, image_size, pack, str(dev), torch.get_num_threads(),
@@ -109,12 +109,12 @@ def _worker(args, barrier, results) -> None:
     runs, x, y = _trainers(arch, width, batch, image_size, 1, dev, amp)
     trainer = runs[0][1]
     trainer.step(x, y)  # warm-up
-    _sync(dev)
+    sync_device(dev)
     barrier.wait()
     start = time.time()
     for _ in range(steps):
         trainer.step(x, y)
-    _sync(dev)
+    sync_device(dev)
     results.put((start, time.time()))
 
 

@@ -189,15 +189,19 @@ def test_static_members_keep_exact_masks_and_frozen_weights(tiny_cfg, one_thread
 def test_refusals_and_grouping(tiny_cfg, tmp_path):
     cfg = two_tasks(tiny_cfg)
     with pytest.raises(ConfigError, match="^sparse_init/growth/density with candidates"):
-        check_pack([cfg, two_tasks(tiny_cfg, growth="gradient,momentum", val_fraction=0.1)])
+        check_pack([cfg, two_tasks(tiny_cfg, growth="gradient,momentum", val_fraction=0.1, epochs=2)])
     with pytest.raises(ConfigError, match="^compile=true cannot pack"):
         check_pack([two_tasks(tiny_cfg, compile=True)])
     with pytest.raises(ConfigError, match="^batch_size differs within a pack"):
         check_pack([cfg, two_tasks(tiny_cfg, batch_size=32)])
-    check_pack([cfg, two_tasks(tiny_cfg, protocol="reference", growth="unfired", seed=3),
-                two_tasks(tiny_cfg, isolation=False), two_tasks(tiny_cfg, reuse="none", growth="none")])
+    check_pack([cfg, two_tasks(tiny_cfg, isolation=False), two_tasks(tiny_cfg, reuse="none", growth="none"),
+                two_tasks(tiny_cfg, growth="bandit", seed=4)])
+    reference = two_tasks(tiny_cfg, protocol="reference", growth="unfired", seed=3)
+    check_pack([reference, two_tasks(tiny_cfg, protocol="reference", seed=5)])
+    with pytest.raises(ConfigError, match="^keep_last_batch differs within a pack"):  # the reference trains it
+        check_pack([cfg, reference])
     cfgs = [two_tasks(tiny_cfg, seed=s, batch_size=b) for b in (32, 64) for s in range(3)]
-    cfgs.append(two_tasks(tiny_cfg, growth="gradient,momentum", val_fraction=0.1))
+    cfgs.append(two_tasks(tiny_cfg, growth="gradient,momentum", val_fraction=0.1, epochs=2))
     jobs = [make_job(c, tmp_path, tmp_path / "nb.ipynb") for c in cfgs]
     units, refused = make_packs(jobs, cfgs, 2)
     packs = [u for u in units if isinstance(u, PackJob)]

@@ -38,7 +38,8 @@ def finished(root: Path) -> dict[str, int]:
 
 def test_dry_run_counts_the_packs(tmp_path, capsys):
     grid = write_grid(tmp_path, {"seed": [0, 1, 2], "batch_size": [32, 64],
-                                 "growth": ["gradient", "gradient,momentum"], "val_fraction": [0.1]})
+                                 "growth": ["gradient", "gradient,momentum"], "val_fraction": [0.1],
+                                 "epochs": [2]})
     assert main(["sweep", str(grid), "--dry-run", "--pack", "2"]) == 0
     out = capsys.readouterr().out
     assert "packs of at most 2: 4 runs in 2 packs (2, 2 runs each), 8 alone" in out

@@ -19,7 +19,6 @@ from cldst.runner.grids import Grid
 from cldst.runner.jobs import NOTEBOOK, make_job
 from cldst.runner.kernel import check_kernel
 from cldst.runner.local import run_local
-from cldst.runner.pack import make_packs, pack_summary
 from cldst.runner.slurm import SlurmOptions, run_submitit
 from cldst.runner.sweep_bar import SweepBar
 
@@ -60,6 +59,8 @@ def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOp
         f"{len(todo)} to run, executor {executor})")
     units: list = todo
     if pack > 1:
+        from cldst.runner.pack import make_packs, pack_summary  # torch: only where packs are made
+
         cfg_of = {j.run_id: cfg for j, cfg in zip(all_jobs, grid.configs)}
         units, refused = make_packs(todo, [cfg_of[j.run_id] for j in todo], pack)
         log(pack_summary(units, pack, refused))
