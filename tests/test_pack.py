@@ -170,8 +170,12 @@ def test_static_members_keep_exact_masks_and_frozen_weights(tiny_cfg, one_thread
         def step(self, t, *args):
             if t == 1:
                 bb = self.learner.backbone
+                reused = 0
                 for p, u, w in zip(bb.params, bb.owned, bb.merged):
-                    assert torch.equal(p.detach()[u & (w != 0)], w[u & (w != 0)])
+                    live = u & (p.detach() != 0)  # owned positions in this task's mask (the others are 0)
+                    assert torch.equal(p.detach()[live], w[live])
+                    reused += int(live.sum())
+                assert reused > 0
                 self.checked += 1
 
     watchers = [Frozen() for _ in cfgs]
@@ -180,6 +184,7 @@ def test_static_members_keep_exact_masks_and_frozen_weights(tiny_cfg, one_thread
         w.learner = lr
     outcomes = drive_pack([lr.run_steps() for lr in packed], packed[0].model)
     for a, p, want, got, w in zip(alone, packed, expected, outcomes, watchers):
+        assert got.status == "finished", got.trace
         assert equal_masks(a.backbone.task_masks, p.backbone.task_masks)
         assert got.value["capacity"] == want["capacity"]
         assert got.value["layer_density"] == want["layer_density"]
