@@ -21,7 +21,7 @@ OUT=${OUT:-bench/gpu-$(date -u +%Y%m%d-%H%M).txt}
 
 if [ "$SMALL" = 1 ]; then
   BENCH_ARGS=(--width 0.125 --repeats 1 --steps 1 --no-loader); PACK_ARGS=(--width 0.125 --batch 8 --steps 1 --repeats 1)
-  PACKS=(2 3); RUN_ARGS=(--width 0.125 --num_classes 10 --num_tasks 2 --batch_size 16); SYNTH=640
+  PACKS=(2 3); RUN_ARGS=(--width 0.125 --num_classes 10 --num_tasks 2 --num_classes_per_task 5 --batch_size 16); SYNTH=640
 else
   BENCH_ARGS=(--steps 10 --repeats 5 --epoch-batches 32); PACK_ARGS=(--width 1.0 --batch 64 --steps 10 --repeats 3)
   PACKS=(8 16 32); RUN_ARGS=(); SYNTH=50000
