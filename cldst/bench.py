@@ -64,16 +64,16 @@ class BenchResult:
         return self.dst_ips / self.dense_ips
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _timed(fn, device: torch.device) -> float:
-    _sync(device)
+def timed(fn, device: torch.device) -> float:
+    sync_device(device)
     start = time.perf_counter()
     fn()
-    _sync(device)
+    sync_device(device)
     return time.perf_counter() - start
 
 
@@ -87,7 +87,7 @@ def _autocast(device: torch.device, amp: bool):
     return functools.partial(autocast, device, amp)
 
 
-def _dst_trainer(cfg: ExperimentConfig, device: torch.device, growth: str, amp: bool):
+def dst_trainer(cfg: ExperimentConfig, device: torch.device, growth: str, amp: bool):
     """A model on its second task: task 0's weights frozen, task 1 training with DST."""
     torch.manual_seed(0)
     model = build_model(cfg.arch, NUM_CLASSES, 3, cfg.width).to(device, memory_format=torch.channels_last)
@@ -134,7 +134,7 @@ def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: 
         dense_opt.step()
 
     # 2. the DST step of the task loop, topology updates kept out of the per-step timing
-    model, trainer = _dst_trainer(cfg, device, "momentum", amp)
+    model, trainer = dst_trainer(cfg, device, "momentum", amp)
     trainer.topology.update_frequency = 10**9
 
     def dst_step():
@@ -145,14 +145,14 @@ def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: 
         dst_step()
     dense_times, dst_times = [], []
     for _ in range(repeats):
-        dense_times.append(_timed(lambda: [dense_step() for _ in range(steps)], device) / steps)
-        dst_times.append(_timed(lambda: [dst_step() for _ in range(steps)], device) / steps)
+        dense_times.append(timed(lambda: [dense_step() for _ in range(steps)], device) / steps)
+        dst_times.append(timed(lambda: [dst_step() for _ in range(steps)], device) / steps)
 
     # 4. one topology update per growth rule (optimizer state and gradients are in place)
     update_s = {}
     for rule in GROWTHS:
         trainer.topology.growth = rule
-        update_s[rule] = min(_timed(lambda: (trainer.topology.update(UPDATE_FREQUENCY, trainer.optimizer),
+        update_s[rule] = min(timed(lambda: (trainer.topology.update(UPDATE_FREQUENCY, trainer.optimizer),
                                              trainer.isolation.refresh()), device) for _ in range(5))
     amortised = update_s["momentum"] / UPDATE_FREQUENCY
     step_s = min(dst_times) + amortised
@@ -167,10 +167,10 @@ def bench_arch(arch: str, device: torch.device, *, width: float = 1.0, repeats: 
         loader_epoch = _dataloader_epoch(images, labels, batch, device)
         epoch_c, epoch_l, data_c, data_l = [], [], [], []
         for _ in range(epoch_repeats):
-            epoch_c.append(_timed(lambda: cldst_epoch(trainer), device))
-            epoch_l.append(_timed(lambda: loader_epoch(trainer), device))
-            data_c.append(_timed(lambda: cldst_epoch(None), device))
-            data_l.append(_timed(lambda: loader_epoch(None), device))
+            epoch_c.append(timed(lambda: cldst_epoch(trainer), device))
+            epoch_l.append(timed(lambda: loader_epoch(trainer), device))
+            data_c.append(timed(lambda: cldst_epoch(None), device))
+            data_l.append(timed(lambda: loader_epoch(None), device))
         n = epoch_batches * batch
         epoch_cldst, epoch_loader, data_cldst, data_loader = (n / min(t) for t in (epoch_c, epoch_l, data_c, data_l))
     del model

@@ -145,7 +145,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from cldst.bench import run_bench
 
-    table = run_bench(args.device, tuple(args.archs), width=args.width, repeats=args.repeats,
+    if args.pack > 1:
+        from cldst.pack_bench import run_pack_bench
+
+        width = 0.25 if args.width is None else args.width
+        table = run_pack_bench(args.device, tuple(args.archs or ["resnet18"]), args.pack, width=width,
+                               batch=args.batch, steps=args.steps, repeats=args.repeats, amp=args.amp,
+                               processes=not args.no_processes)
+        print(table)
+        if args.out:
+            Path(args.out).write_text(table + "\n")
+        return 0
+    table = run_bench(args.device, tuple(args.archs or ["resnet18", "mobilenetv2"]),
+                      width=1.0 if args.width is None else args.width, repeats=args.repeats,
                       steps=args.steps, amp=args.amp, compile=args.compile, loader=not args.no_loader,
                       epoch_batches=args.epoch_batches, epoch_repeats=args.epoch_repeats)
     print(table)
@@ -168,7 +180,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         from cldst.runner.estimate import sweep_plan
 
-        print(sweep_plan(grid))
+        print(sweep_plan(grid, pack=args.pack))
         return 0
     slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, gpus=args.gpus,
                          cpus=args.cpus, mem_gb=args.mem, array_parallelism=args.array_parallelism,
@@ -177,7 +189,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         report = run_sweep(grid, executor=args.executor, jobs=args.jobs, slurm=slurm,
-                           progress=not args.no_progress, devices=devices)
+                           progress=not args.no_progress, devices=devices, pack=args.pack)
     except KeyboardInterrupt:
         print("cldst: sweep interrupted; finished runs are kept: run the same command again to continue",
               file=sys.stderr)
@@ -245,9 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="DST step vs a plain dense PyTorch step, side by side")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    bench.add_argument("--archs", nargs="+", default=["resnet18", "mobilenetv2"],
-                       choices=["resnet18", "mobilenetv2"])
-    bench.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0: the paper's nets)")
+    bench.add_argument("--archs", nargs="+", default=None, choices=["resnet18", "mobilenetv2"],
+                       help="backbones (default: both; with --pack: resnet18)")
+    bench.add_argument("--width", type=float, default=None,
+                       help="channel multiplier (default 1.0, the paper's nets; with --pack: 0.25, the study's CPU nets)")
+    bench.add_argument("--pack", type=_positive_int, default=1, metavar="R",
+                       help="R runs packed, one after another, and as R processes, side by side (docs/packing.md)")
+    bench.add_argument("--batch", type=_positive_int, default=None, help="with --pack: batch size (default 32)")
+    bench.add_argument("--no-processes", action="store_true", help="with --pack: skip the R processes")
     bench.add_argument("--repeats", type=_positive_int, default=7, help="alternating repeats; the best is reported")
     bench.add_argument("--steps", type=_positive_int, default=3, help="training steps per repeat")
     bench.add_argument("--epoch-batches", type=_positive_int, default=8, help="batches in the end-to-end epoch")
@@ -265,7 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list the runs, how many are finished, and an estimate of the time the rest take")
     sweep.add_argument("--executor", choices=["local", "slurm"], default="local",
                        help="local: processes on this machine; slurm: one submitit job per run (default local)")
-    sweep.add_argument("--jobs", type=int, default=1, help="local: runs at a time (default 1)")
+    sweep.add_argument("--jobs", type=int, default=1, help="local: runs (or packs) at a time (default 1)")
+    sweep.add_argument("--pack", type=_positive_int, default=1, metavar="R",
+                       help="train runs that share every shape-setting in packs of at most R, one process "
+                            "(one Slurm job) per pack (default 1: no packs; docs/packing.md)")
     sweep.add_argument("--root", help="output folder (default: the grid's root, else sweeps/<grid name>)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--status", action="store_true",

@@ -37,6 +37,7 @@ from cldst.method.models import build_model
 from cldst.method.seeds import derived_seed, task_seed
 from cldst.method.task_data import TaskImages
 from cldst.method.task_state import RunState, TaskPosition, TaskRun, restore_task
+from cldst.method.steps import StepGenerator, StepRequest, drive
 from cldst.method.task_trainer import TaskTrainer, epoch_batches, epoch_permutation
 
 
@@ -85,12 +86,16 @@ class ContinualLearner:
     def train_task(self, t: int, resume: dict | None = None) -> None:
         """Train task t (from ``resume``, a mid-task snapshot's task state, if given) and merge it.
         With candidates, the task first chooses among them (cldst/method/adaptive.py)."""
+        drive(self.task_steps(t, resume))
+
+    def task_steps(self, t: int, resume: dict | None = None) -> StepGenerator:
+        """``train_task`` as a generator of its training steps (see ``run_steps``)."""
         if resume is None and self.cfg.adaptive:
             task = choose_and_begin(self, t)
         else:
             task = self.begin_task(t, resume, choice=None if resume is None else resume.get("choice"))
         while task.pos.epoch < self.cfg.epochs:
-            self.train_epoch(task)
+            yield from self.epoch_steps(task)
         self.end_task(task)
 
     def begin_task(self, t: int, resume: dict | None = None, choice: dict | None = None,
@@ -134,6 +139,10 @@ class ContinualLearner:
     def train_epoch(self, task: TaskRun) -> None:
         """One epoch of the task (the rest of it, when resumed mid-epoch); emits a save point at its
         end and raises Preempted when a stop was requested."""
+        drive(self.epoch_steps(task))
+
+    def epoch_steps(self, task: TaskRun) -> StepGenerator:
+        """``train_epoch`` as a generator of its training steps (see ``run_steps``)."""
         cfg, pos, trainer, t = self.cfg, task.pos, task.trainer, task.t
         idx = self.images.train_idx[t]
         n, bs, per_epoch = idx.numel(), cfg.batch_size, self.steps_per_epoch(t)
@@ -145,7 +154,9 @@ class ContinualLearner:
         for x, y in epoch_batches(self.images.train_x, self.images.train_y, idx, bs, self.images.transform,
                                   task.generator, perm=pos.perm, start=pos.batch,
                                   keep_last_batch=cfg.keep_last_batch):
-            self._step(task, epoch, x, y - task.classes.start)
+            y = y - task.classes.start
+            loss, all_logits, update = yield StepRequest(t, trainer, x, y)
+            self._record_step(task, epoch, y, loss, all_logits, update)
             if pos.batch < per_epoch and not task.probe and self.should_stop():
                 pos.elapsed = time.perf_counter() - task.started
                 self._stop(task, epoch, pos.batch)
@@ -172,9 +183,11 @@ class ContinualLearner:
         reason = "epoch" if pos.epoch < cfg.epochs else "last_epoch"
         self.observers.save_point(reason, self.state.history, lambda: self.snapshot(task))
 
-    def _step(self, task: TaskRun, epoch: int, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _record_step(self, task: TaskRun, epoch: int, y: torch.Tensor, loss: torch.Tensor,
+                     all_logits: torch.Tensor, update: dict | None) -> None:
+        """What follows a step of the task's trainer: the dead-start report, FLOPs, history rows,
+        running sums and observers."""
         cfg, pos, trainer, t = self.cfg, task.pos, task.trainer, task.t
-        loss, all_logits, update = trainer.step(x, y)
         if trainer.steps == 1 and trainer.dead_start and not task.probe:
             self.report_dead_start(t)
         task.flops.step(y.numel(), update is not None)
@@ -246,13 +259,20 @@ class ContinualLearner:
     # ------------------------------------------------------------------ the loop
     def run(self, max_tasks: int | None = None) -> dict | None:
         """Train the remaining tasks. Returns the metrics, or None if stopped by ``max_tasks``."""
+        return drive(self.run_steps(max_tasks))
+
+    def run_steps(self, max_tasks: int | None = None) -> StepGenerator:
+        """``run`` as a generator: it yields a StepRequest wherever a training step is due, is sent
+        that step's result ``(loss, all logits, topology update)``, and returns what ``run``
+        returns. ``drive`` runs it with the task's own trainer; a pack (cldst/method/pack.py)
+        computes the steps of several runs at once."""
         cfg, st = self.cfg, self.state
         last = cfg.num_tasks if max_tasks is None else min(cfg.num_tasks, st.next_task + max_tasks)
         tasks = tqdm(range(st.next_task, last), desc="tasks", disable=not self.progress,
                      initial=st.next_task, total=cfg.num_tasks)
         for t in tasks:
             resume, self.resume_task = self.resume_task, None
-            self.train_task(t, resume)
+            yield from self.task_steps(t, resume)
             if not cfg.final_model_matrix:
                 for j in range(t + 1):
                     st.acc[t][j] = self.evaluate(j)

@@ -57,6 +57,7 @@ class TaskTrainer:
                  mask: list[torch.Tensor], class_slice: slice, total_steps: int,
                  generator: torch.Generator, autocast, rule: SubnetworkMethod | None = None):
         self.rule = rule  # a method other than DST (cldst/method/subnetwork.py): its hooks; None: DST
+        self.model = model
         self.forward = forward
         self.head = head(model)
         self.class_slice = class_slice
@@ -94,9 +95,17 @@ class TaskTrainer:
         loss.backward()
         if self.rule is not None:
             self.rule.after_backward()
+        return self.finish_step(loss, all_logits, features[0] if features else None)
+
+    def finish_step(self, loss: torch.Tensor, all_logits: torch.Tensor,
+                    features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """The step after the backward pass, with the gradients in the parameters' ``.grad``:
+        isolation, the dead-start check (``features``: the head's input, at the task's first step),
+        the optimizer step and the topology update. A pack (cldst/method/pack.py) computes the
+        gradients of several runs at once, then calls this for each of them."""
         self.isolation.zero_frozen_grads()
         if self.steps == 0:
-            self.dead_start = is_dead(features[0], self.params)
+            self.dead_start = is_dead(features, self.params)
         self.optimizer.step()
         if self.rule is None:
             self.isolation.after_step()

@@ -42,6 +42,11 @@ MEASURED: dict[tuple[str, float, int], Throughput] = {
 }
 
 
+# Measured throughput of R packed runs ÷ the same R runs one after another, per device kind:
+# (ratio, where it comes from). Only the CPU's is measured (`cldst bench --pack`).
+PACK_GAIN: dict[str, tuple[float, str]] = {}
+
+
 def backbone(cfg: ExperimentConfig | dict) -> tuple[str, float, int]:
     get = cfg.get if isinstance(cfg, dict) else lambda name: getattr(cfg, name)
     return get("arch"), float(get("width")), int(get("image_size"))
@@ -82,8 +87,9 @@ def _hours_unit(device: str) -> str:
     return {"cuda": "GPU-hours", "cpu": "CPU-hours"}.get(device, "hours")
 
 
-def sweep_plan(grid) -> str:
-    """The text of `cldst sweep GRID --dry-run`: every run with its state, then the estimate."""
+def sweep_plan(grid, pack: int = 1) -> str:
+    """The text of `cldst sweep GRID --dry-run`: every run with its state, then the estimate
+    (with ``pack`` > 1: how the runs to run are packed, and the packed throughput)."""
     jobs = [(cfg, make_job(cfg, grid.root, NOTEBOOK)) for cfg in grid.configs]
     todo = [cfg for cfg, job in jobs if not job.finished]
     lines = [f"sweep {grid.name}: {len(jobs)} runs in {grid.root}: {len(jobs) - len(todo)} finished, "
@@ -92,6 +98,13 @@ def sweep_plan(grid) -> str:
     if not todo:
         lines.append("nothing to run")
         return "\n".join(lines)
+    gain = 1.0
+    if pack > 1:
+        from cldst.runner.pack import make_packs, pack_summary
+
+        todo_jobs = [job for _, job in jobs if not job.finished]
+        units, refused = make_packs(todo_jobs, todo, pack)
+        lines.append(pack_summary(units, pack, refused))
     groups: dict[tuple[str, float, int], list[ExperimentConfig]] = {}
     for cfg in todo:
         groups.setdefault(backbone(cfg), []).append(cfg)
@@ -112,7 +125,12 @@ def sweep_plan(grid) -> str:
             lines.append(f"{head}; no throughput measured for this backbone: finish one run of the grid, "
                          "then --dry-run estimates from its images/s")
             continue
-        hours = total / speed.images_per_s / 3600
+        if pack > 1:
+            gain = PACK_GAIN.get(speed.device, (1.0, ""))[0]
+            lines.append(f"  packed: {PACK_GAIN[speed.device][1]}" if speed.device in PACK_GAIN else
+                         f"  packed: no packed throughput is measured on {speed.device}; the estimate "
+                         "assumes packing gains nothing")
+        hours = total / (speed.images_per_s * gain) / 3600
         shown = f"{hours:,.1f}" if hours >= 0.1 else f"{hours:.2g}"
         lines.append(f"{head}; about {shown} {_hours_unit(speed.device)} at {speed.images_per_s:,.0f} "
                      f"images/s ({speed.source})")

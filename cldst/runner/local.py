@@ -52,9 +52,10 @@ def pick_device(devices: list[str], running: list[str | None]) -> str | None:
     return min(devices, key=lambda d: (running.count(d), devices.index(d)))
 
 
-def run_local(jobs: list[RunJob], parallel: int, progress: SweepBar, devices: list[str] | None = None,
+def run_local(jobs: list, parallel: int, progress: SweepBar, devices: list[str] | None = None,
               popen=subprocess.Popen) -> None:
-    """N runs at a time, each a `python -m cldst.runner.jobs JOB` process (papermill inside).
+    """N runs at a time, each a `python -m cldst.runner.jobs JOB` process (papermill inside), or
+    packs (cldst/runner/pack.py's PackJob, `python -m cldst.runner.pack`), N packs at a time.
 
     With GPUs (``devices``, default: every visible one), each run sees one of them
     (CUDA_VISIBLE_DEVICES), spread evenly; the CPU's cores are split among the N runs."""
@@ -71,10 +72,12 @@ def run_local(jobs: list[RunJob], parallel: int, progress: SweepBar, devices: li
             while pending and len(running) < parallel:
                 job = pending.pop(0)
                 Path(job.run_dir).mkdir(parents=True, exist_ok=True)
-                log = open(Path(job.run_dir) / RUN_LOG, "wb")
+                log = open(Path(job.run_dir) / (RUN_LOG if isinstance(job, RunJob) else "pack.log"), "wb")
                 device = pick_device(devices, [d for _, _, d in running.values()])
                 job_env = env if device is None else {**env, "CUDA_VISIBLE_DEVICES": device}
-                proc = popen([sys.executable, "-m", "cldst.runner.jobs", json.dumps(vars(job))],
+                command = ([sys.executable, "-m", "cldst.runner.jobs", json.dumps(vars(job))]
+                           if isinstance(job, RunJob) else job.command())
+                proc = popen(command,
                              stdout=log, stderr=subprocess.STDOUT, env=job_env,
                              start_new_session=True, preexec_fn=die_with_sweep)
                 running[proc] = (job, log, device)
@@ -84,8 +87,13 @@ def run_local(jobs: list[RunJob], parallel: int, progress: SweepBar, devices: li
             for proc in [p for p in running if p.poll() is not None]:
                 job, log, _ = running.pop(proc)
                 log.close()
-                error = None if job.finished else (run_error(job) or log_error(job, proc.returncode))
                 progress.running = len(running)
+                if not isinstance(job, RunJob):  # a pack (cldst/runner/pack.py): each member counts
+                    errors = job.errors(proc.returncode)
+                    for member in job.members:
+                        progress.done(member, errors[member.run_id])
+                    continue
+                error = None if job.finished else (run_error(job) or log_error(job, proc.returncode))
                 progress.done(job, error)
     finally:
         signal.signal(signal.SIGTERM, previous)

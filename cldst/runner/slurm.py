@@ -1,5 +1,5 @@
 """The Slurm executor (submitit): one job per run, submitted as a job array; requeued on a time
-limit or a preemption (cldst/runner/requeue.py)."""
+limit or a preemption (cldst/runner/requeue.py). With ``--pack R``, one job per pack."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ class SlurmOptions:
     detach: bool = False  # submit, record the job ids in the sweep folder, and return
 
 
-def run_submitit(jobs: list[RunJob], options: SlurmOptions, folder: Path, progress: SweepBar,
+def run_submitit(jobs: list, options: SlurmOptions, folder: Path, progress: SweepBar,
                  poll_s: float = 5.0) -> None:
-    """One submitit job per run, submitted as a job array; waits for all of them."""
+    """One submitit job per run (or per pack: cldst/runner/pack.py), submitted as a job array;
+    waits for all of them."""
     try:
         import submitit
     except ImportError:
@@ -52,7 +53,7 @@ def run_submitit(jobs: list[RunJob], options: SlurmOptions, folder: Path, progre
     executor.update_parameters(**params)
     with executor.batch():
         futures = [executor.submit(RequeueableRun(), job) for job in jobs]
-    record_jobs(folder, {job.run_id: str(f.job_id) for f, job in zip(futures, jobs)})
+    record_jobs(folder, {m.run_id: str(f.job_id) for f, job in zip(futures, jobs) for m in _members(job)})
     if options.detach:
         return
     waiting = dict(zip(futures, jobs))
@@ -67,12 +68,17 @@ def run_submitit(jobs: list[RunJob], options: SlurmOptions, folder: Path, progre
                 except Exception as e:  # the job itself failed (time limit, node failure, ...)
                     error = one_line(f"job {future.job_id}: {e}")
                 progress.running = len(waiting)
-                progress.done(job, error)
+                for m in _members(job):  # a pack's job: each member's error
+                    progress.done(m, error.get(m.run_id) if isinstance(error, dict) else error)
             if waiting:
                 time.sleep(poll_s)
     except KeyboardInterrupt:
         ids = " ".join(sorted({str(f.job_id).split("_")[0] for f in waiting}))
         raise ConfigError(f"stopped waiting; the jobs keep running (cancel them with: scancel {ids})") from None
+
+
+def _members(job) -> list[RunJob]:
+    return getattr(job, "members", [job])
 
 
 JOBS_FILE = "jobs.json"  # in the submitit folder: run id → Slurm job id, of the latest submission

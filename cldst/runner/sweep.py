@@ -38,8 +38,10 @@ class SweepReport:
 
 def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOptions | None = None,
               notebook: str | Path = NOTEBOOK, progress: bool = True, devices: list[str] | None = None,
-              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> SweepReport:
-    """Run every unfinished run of the grid; finished runs (metrics.json present) are skipped."""
+              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), pack: int = 1) -> SweepReport:
+    """Run every unfinished run of the grid; finished runs (metrics.json present) are skipped.
+    ``pack`` > 1: runs that share every shape-setting train in packs of at most ``pack`` runs, each
+    pack one process (cldst/runner/pack.py; ``jobs`` packs at a time, one Slurm job per pack)."""
     notebook = Path(notebook)
     if not notebook.is_file():
         raise ConfigError(f"notebook {str(notebook)!r} does not exist: run sweeps from a cldst checkout")
@@ -47,19 +49,28 @@ def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOp
         raise ConfigError(f"executor={executor!r} is not allowed: expected local or slurm")
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} is not allowed: expected an integer ≥ 1")
+    if pack < 1:
+        raise ConfigError(f"pack={pack} is not allowed: expected an integer ≥ 1")
     check_kernel()  # one line now, instead of the same line for every run
     all_jobs = [make_job(cfg, grid.root, notebook) for cfg in grid.configs]
     todo = [j for j in all_jobs if not j.finished]
     skipped = len(all_jobs) - len(todo)
     log(f"sweep {grid.name}: {len(all_jobs)} runs in {grid.root} ({skipped} already finished, "
         f"{len(todo)} to run, executor {executor})")
+    units: list = todo
+    if pack > 1:
+        from cldst.runner.pack import make_packs, pack_summary  # torch: only where packs are made
+
+        cfg_of = {j.run_id: cfg for j, cfg in zip(all_jobs, grid.configs)}
+        units, refused = make_packs(todo, [cfg_of[j.run_id] for j in todo], pack)
+        log(pack_summary(units, pack, refused))
     counts = SweepBar(total=len(all_jobs), skipped=skipped)
     counts.start(progress, grid.name)
     try:
         if todo and executor == "local":
-            run_local(todo, jobs, counts, devices=devices)
+            run_local(units, jobs, counts, devices=devices)
         elif todo:
-            run_submitit(todo, slurm or SlurmOptions(), grid.root / "_submitit", counts)
+            run_submitit(units, slurm or SlurmOptions(), grid.root / "_submitit", counts)
     finally:
         counts.close()
     by_id = {j.run_id: j for j in all_jobs}
