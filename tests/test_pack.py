@@ -199,7 +199,7 @@ def test_refusals_and_grouping(tiny_cfg, tmp_path):
         check_pack([two_tasks(tiny_cfg, compile=True)])
     for method in ("packnet", "supsup", "wsn"):
         with pytest.raises(ConfigError, match=f"^method={method} cannot pack"):
-            check_pack([cfg, two_tasks(tiny_cfg, method=method)])
+            check_pack([cfg, two_tasks(tiny_cfg, method=method, epochs=2)])
     with pytest.raises(ConfigError, match="^batch_size differs within a pack"):
         check_pack([cfg, two_tasks(tiny_cfg, batch_size=32)])
     check_pack([cfg, two_tasks(tiny_cfg, isolation=False), two_tasks(tiny_cfg, reuse="none", growth="none"),

@@ -45,7 +45,7 @@ def test_expand_grid_is_the_cartesian_product():
     assert runs[0] == {"a": 1, "b": 2, "x": 1, "y": "p"} and runs[-1] == {"a": 1, "b": 2, "x": 2, "y": "r"}
 
 
-SHIPPED_GRIDS = {  # grid file → (runs, dataset, tasks, epochs per task)
+SHIPPED_GRIDS = {  # grid file → (runs, dataset, tasks (a set where several), epochs per task)
     "demo-split-mnist": (54, "split-mnist", 5, 3),
     "protocol-ablation": (180, "split-mnist", 5, 2),
     "baselines-split-mnist": (45, "split-mnist", 5, 3),
@@ -57,8 +57,9 @@ SHIPPED_GRIDS = {  # grid file → (runs, dataset, tasks, epochs per task)
     "ablation-clean-fixes": (32, "split-mnist", 5, 3),
     "study-tinyimagenet-cpu": (32, "tinyimagenet", 10, 2),
     "study-tinyimagenet-gpu": (72, "tinyimagenet", 10, 100),
+    "adaptive-tinyimagenet-cpu": (48, "tinyimagenet", {10, 20}, 2),
 }
-FEWER_SEEDS = {"ablation-clean-fixes": {0}, "study-tinyimagenet-cpu": {0, 1}}
+FEWER_SEEDS = {"ablation-clean-fixes": {0}, "study-tinyimagenet-cpu": {0, 1}, "adaptive-tinyimagenet-cpu": {0, 1}}
 
 
 def test_every_shipped_grid_builds_its_runs():
@@ -66,7 +67,8 @@ def test_every_shipped_grid_builds_its_runs():
     for name, (runs, dataset, tasks, epochs) in SHIPPED_GRIDS.items():
         grid = load_grid(ROOT / "grids" / f"{name}.yaml")
         assert len(grid.configs) == runs and len({c.run_id() for c in grid.configs}) == runs, name
-        assert {(c.dataset, c.num_tasks, c.epochs) for c in grid.configs} == {(dataset, tasks, epochs)}, name
+        tasks = tasks if isinstance(tasks, set) else {tasks}
+        assert {(c.dataset, c.num_tasks, c.epochs) for c in grid.configs} == {(dataset, t, epochs) for t in tasks}, name
         assert {c.num_tasks * c.num_classes_per_task for c in grid.configs} == {c.num_classes for c in grid.configs}
         assert {c.seed for c in grid.configs} == FEWER_SEEDS.get(name, {0, 1, 2}), name
         if name.startswith("paper-") and name != "paper-update-frequency":
