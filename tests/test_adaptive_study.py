@@ -10,7 +10,13 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from cldst.analysis.adaptive_study import choice_counts, comparison, comparison_text, nominal_sparsity, run_kind
+from cldst.analysis.adaptive_study import (
+    choice_counts,
+    comparison,
+    comparison_text,
+    nominal_sparsity,
+    run_kind,
+)
 
 matplotlib.use("Agg")
 BENCH = "tinyimagenet, 10 tasks"

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tiny_net import Tiny
 from torch import nn
 
 from cldst.method.flops import (
@@ -13,18 +14,6 @@ from cldst.method.flops import (
 )
 from cldst.method.masks import Backbone, masked_parameters
 from cldst.method.models import MobileNetV2, ResNet18
-
-
-class Tiny(nn.Module):
-    """Conv2d(2→3, 3×3, stride 1, pad 1) on 2×4×4 → 3×4×4, global average pool, Linear(3→5)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 3, 3, 1, 1, bias=False)
-        self.linear = nn.Linear(3, 5, bias=False)
-
-    def forward(self, x):
-        return self.linear(nn.functional.adaptive_avg_pool2d(self.conv(x), 1).flatten(1))
 
 
 def exact_mask(shape, k, seed=0):

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 import torch
-from torch import nn
+from tiny_net import Tiny
 
 from cldst import ConfigError, ExperimentConfig, run_experiment
 from cldst.method.events import Preempted
@@ -212,18 +212,6 @@ def test_resume_mid_task_equals_uninterrupted(tiny_cfg, tmp_path, one_thread, me
     resumed = run_experiment(cfg, tmp_path / "cut", resume=True, progress=False)
     for key in ("acc_matrix", "acc", "bwt", "capacity", "layer_density", "flops"):
         assert resumed[key] == full[key], key
-
-
-class Tiny(nn.Module):
-    """Conv2d(2→3, 3×3, pad 1) on 2×4×4 → 3×4×4 (16 positions), average pool, Linear(3→5)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 3, 3, 1, 1, bias=False)
-        self.linear = nn.Linear(3, 5, bias=False)
-
-    def forward(self, x):
-        return self.linear(nn.functional.adaptive_avg_pool2d(self.conv(x), 1).flatten(1))
 
 
 @pytest.mark.parametrize("method", ["packnet", "supsup", "wsn"])

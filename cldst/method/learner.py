@@ -12,7 +12,6 @@ a resumed run computes exactly what the uninterrupted run computes (cldst/method
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 import time
@@ -35,9 +34,9 @@ from cldst.method.methods import SUBNETWORK_METHODS
 from cldst.method.metrics import run_metrics
 from cldst.method.models import build_model
 from cldst.method.seeds import derived_seed, task_seed
+from cldst.method.steps import StepGenerator, StepRequest, drive
 from cldst.method.task_data import TaskImages
 from cldst.method.task_state import RunState, TaskPosition, TaskRun, restore_task
-from cldst.method.steps import StepGenerator, StepRequest, drive
 from cldst.method.task_trainer import TaskTrainer, epoch_batches, epoch_permutation
 
 

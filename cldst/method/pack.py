@@ -158,8 +158,8 @@ def drive_pack(steps: Sequence[StepGenerator], model: torch.nn.Module,
         group = [i for i, r in pending.items() if (r.t, r.trainer.steps) == first]
         requests = [pending.pop(i) for i in group]
         if len(group) == 1:  # alone: the run's own step
-            r = requests[0]
-            advance(group[0], lambda: steps[group[0]].send(_own_step(r)))
+            i, r = group[0], requests[0]
+            advance(i, lambda i=i, r=r: steps[i].send(_own_step(r)))
             continue
         for i, r, args in zip(group, requests, packed.backward(requests)):
             advance(i, lambda i=i, r=r, args=args: steps[i].send(r.trainer.finish_step(*args)))
