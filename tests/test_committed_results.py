@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cldst.analysis.adaptive_study import nominal_sparsity
 from cldst.analysis.results import read_results
 from cldst.runner.grids import load_grid
 
@@ -25,8 +26,7 @@ def measured_by_the_method(results):
     """The runs whose every task can learn and nothing can be forgotten: isolated, with a clean
     evaluation, and with capacity left for later tasks (dense isolated leaves later tasks only
     their head rows, the point of that baseline)."""
-    densest = results["density"].map(lambda d: max(float(x) for x in str(d).split("|")))  # candidates: a|b
-    keep = densest < 1
+    keep = results["density"].map(nominal_sparsity) > 0  # candidates (a|b): the densest
     if "isolation" in results.columns:
         keep &= results["isolation"].astype(str).str.lower() != "false"
     if "protocol" in results.columns:

@@ -15,6 +15,7 @@ The summary tables drawn from it are in cldst/analysis/summary.py.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
@@ -85,10 +86,7 @@ def _bandit_rules(growth_choices: list[list[dict]] | None) -> str | None:
     """The growth bandit's picks over the run, as JSON: {rule: number of topology updates}."""
     if not growth_choices:
         return None
-    counts: dict[str, int] = {}
-    for task in growth_choices:
-        for update in task:
-            counts[update["rule"]] = counts.get(update["rule"], 0) + 1
+    counts = Counter(update["rule"] for task in growth_choices for update in task)
     return json.dumps(dict(sorted(counts.items())))
 
 

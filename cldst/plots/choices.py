@@ -17,11 +17,13 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
+from cldst.analysis.adaptive_study import nominal_sparsity
 from cldst.analysis.results import json_column
+from cldst.config.candidates import CHOOSABLE
 from cldst.plots.style import styled
 
 SHORT = {"uniform": "uni", "ERK": "ERK", "random": "rand", "unfired": "unf", "gradient": "grad", "momentum": "mom"}
-CHOOSABLE = (("sparse_init", "init"), ("growth", "growth"), ("density", "density"))
+ROW = {"sparse_init": "init"}  # a chosen setting's row label, where it is not the setting's name
 
 
 def _text(value) -> str:
@@ -55,9 +57,9 @@ def run_choices(metrics: dict) -> plt.Figure | None:
     topology updates (growth bandit); None for a fixed run."""
     if metrics.get("choices"):
         chosen = [c["chosen"] for c in sorted(metrics["choices"], key=lambda c: c["task"])]
-        names = [(key, row) for key, row in CHOOSABLE if len({json.dumps(c[key]) for c in chosen}) > 1
+        names = [key for key in CHOOSABLE if len({json.dumps(c[key]) for c in chosen}) > 1
                  or isinstance(metrics["config"][key], list)]
-        return _strip([row for _, row in names], [[_text(c[key]) for c in chosen] for key, _ in names],
+        return _strip([ROW.get(key, key) for key in names], [[_text(c[key]) for c in chosen] for key in names],
                       "Chosen on validation images, per task", "chosen")
     if metrics.get("growth_choices"):
         return bandit_shares(metrics["growth_choices"])
@@ -91,9 +93,8 @@ def chosen_per_task(table: pd.DataFrame) -> plt.Figure | None:
     if runs.empty:
         return None
     order = runs.assign(budget=runs.get("capacity_budget", pd.Series(0.0, index=runs.index)).fillna(0.0),
-                        densest=[max(float(d) for d in str(v).split("|")) for v in runs["density"]])
-    runs = runs.loc[order.sort_values(["num_tasks", "budget", "densest", "seed"],
-                                      ascending=[True, True, False, True], kind="stable").index]
+                        sparsity=[nominal_sparsity(d) for d in runs["density"]])
+    runs = runs.loc[order.sort_values(["num_tasks", "budget", "sparsity", "seed"], kind="stable").index]
     inits, growths, densities = (json_column(runs, c) for c in ("chosen_init", "chosen_growth", "chosen_density"))
     rows, cells = [], []
     for (_, run), i, g, d in zip(runs.iterrows(), inits, growths, densities, strict=True):
