@@ -58,8 +58,11 @@ SHIPPED_GRIDS = {  # grid file → (runs, dataset, tasks (a set where several), 
     "study-tinyimagenet-cpu": (32, "tinyimagenet", 10, 2),
     "study-tinyimagenet-gpu": (72, "tinyimagenet", 10, 100),
     "adaptive-tinyimagenet-cpu": (48, "tinyimagenet", {10, 20}, 2),
+    "methods-tinyimagenet-cpu": (26, "tinyimagenet", 10, 2),
+    "methods-cifar10-cpu": (34, "cifar10", 5, 2),
 }
-FEWER_SEEDS = {"ablation-clean-fixes": {0}, "study-tinyimagenet-cpu": {0, 1}, "adaptive-tinyimagenet-cpu": {0, 1}}
+FEWER_SEEDS = {"ablation-clean-fixes": {0}, "study-tinyimagenet-cpu": {0, 1}, "adaptive-tinyimagenet-cpu": {0, 1},
+               "methods-tinyimagenet-cpu": {0, 1}, "methods-cifar10-cpu": {0, 1}}
 
 
 def test_every_shipped_grid_builds_its_runs():
