@@ -3,11 +3,12 @@
 #            and the notebooks (nbval): under 1.5 min on 2 cores.
 # make demo: run the offline demo study (Split-MNIST grid); its runs, table and figures go to
 #            sweeps/demo-split-mnist/ (not committed): it changes no tracked file.
-# make baselines, make protocol-ablation, make study-real, make adaptive-study: the other studies, the
-#            same way, each into its own sweeps/<grid>/ folder (docs/baselines.md,
-#            docs/protocols-and-parity.md, docs/real-images.md, docs/adaptive-study.md).
+# make baselines, make protocol-ablation, make study-real, make adaptive-study, make methods-study:
+#            the other studies, the same way, each into its own sweeps/<grid>/ folder (docs/baselines.md,
+#            docs/protocols-and-parity.md, docs/real-images.md, docs/adaptive-study.md,
+#            docs/methods-study.md).
 # make demo-refresh, baselines-refresh, protocol-ablation-refresh, study-real-refresh,
-#            adaptive-study-refresh (maintainers):
+#            adaptive-study-refresh, methods-study-refresh (maintainers):
 #            the study, then its committed table and figures under figures/ (and, where a notebook
 #            shows them, its checked outputs) rewritten from it; commit the changes they leave.
 # make lab:  JupyterLab on notebooks/, with the project's kernel (cldst).
@@ -60,7 +61,12 @@ test-fast: install
 
 # The study targets write only under sweeps/ (not committed); each *-refresh target, for maintainers,
 # runs its study and then rewrites the committed table and figures (and notebooks' checked outputs).
-.PHONY: demo-refresh baselines-refresh protocol-ablation-refresh study-real-refresh adaptive-study adaptive-study-refresh
+.PHONY: demo-refresh baselines-refresh protocol-ablation-refresh study-real-refresh adaptive-study adaptive-study-refresh \
+	methods-study methods-study-refresh
+
+# figures.ipynb draws the adaptive and methods studies from their committed tables by default; a
+# target about another study leaves them out.
+ONLY_STUDY := -p adaptive_csv None -p methods_csv None
 
 # The demo grid's 54 smoke-scale runs, 2 at a time (one core each), then their table and figures in
 # the sweep's folder (results.csv, figures/, figures.ipynb): about 14 min on 2 cores.
@@ -71,14 +77,14 @@ demo: install
 	$(BIN)/cldst sweep grids/demo-split-mnist.yaml --jobs $(JOBS)
 	$(BIN)/cldst results $(DEMO) --out $(DEMO)/results.csv
 	$(BIN)/papermill notebooks/figures.ipynb $(DEMO)/figures.ipynb --log-level WARNING \
-		-p results_csv $(DEMO)/results.csv -p figures_dir $(DEMO)/figures
+		-p results_csv $(DEMO)/results.csv -p figures_dir $(DEMO)/figures $(ONLY_STUDY)
 
 # Maintainers: the demo, then the committed table (figures/demo-split-mnist/), the figures in
 # figures/, and figures.ipynb's checked outputs refreshed from the new table.
 demo-refresh: demo
 	$(BIN)/cldst results $(DEMO) --out $(DEMO_TABLE)
 	$(BIN)/papermill notebooks/figures.ipynb $(DEMO)/figures.ipynb --log-level WARNING \
-		-p results_csv $(DEMO_TABLE) -p figures_dir figures
+		-p results_csv $(DEMO_TABLE) -p figures_dir figures $(ONLY_STUDY)
 	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
 
 # The study on real images (data/tiny-imagenet-200/ and data/CIFAR-10-images/ or CIFAR-10's pickles,
@@ -91,7 +97,7 @@ study-real: install
 	$(BIN)/cldst sweep grids/study-tinyimagenet-cpu.yaml --jobs $(JOBS)
 	$(BIN)/cldst results $(STUDY) --out $(STUDY)/results.csv
 	$(BIN)/papermill notebooks/figures.ipynb $(STUDY)/figures.ipynb --log-level WARNING \
-		-p results_csv $(STUDY)/results.csv -p figures_dir $(STUDY)/figures -p baselines_csv None
+		-p results_csv $(STUDY)/results.csv -p figures_dir $(STUDY)/figures -p baselines_csv None $(ONLY_STUDY)
 	$(BIN)/cldst run -f presets/split-cifar10.yaml --width 0.25 --epochs 2 --batch_size 32 \
 		--update_frequency 20 --out runs/study-split-cifar10 --resume
 
@@ -99,7 +105,7 @@ study-real: install
 study-real-refresh: study-real
 	$(BIN)/cldst results $(STUDY) --out $(STUDY_DIR)/results.csv
 	$(BIN)/papermill notebooks/figures.ipynb $(STUDY)/figures.ipynb --log-level WARNING \
-		-p results_csv $(STUDY_DIR)/results.csv -p figures_dir $(STUDY_DIR) -p baselines_csv None
+		-p results_csv $(STUDY_DIR)/results.csv -p figures_dir $(STUDY_DIR) -p baselines_csv None $(ONLY_STUDY)
 
 # Adaptive DST against fixed choices (docs/adaptive-study.md; the Tiny ImageNet data as for
 # study-real): 48 runs, 100 minutes on 2 cores; the comparison and figures 9 and 10 in the sweep's folder.
@@ -109,14 +115,34 @@ adaptive-study: install
 	$(BIN)/cldst sweep grids/adaptive-tinyimagenet-cpu.yaml --jobs $(JOBS)
 	$(BIN)/cldst results $(ADAPTIVE) --out $(ADAPTIVE)/results.csv
 	$(BIN)/papermill notebooks/figures.ipynb $(ADAPTIVE)/figures.ipynb --log-level WARNING -p results_csv None \
-		-p baselines_csv None -p adaptive_csv $(ADAPTIVE)/results.csv -p figures_dir $(ADAPTIVE)/figures
+		-p baselines_csv None -p adaptive_csv $(ADAPTIVE)/results.csv -p figures_dir $(ADAPTIVE)/figures -p methods_csv None
 
 # Maintainers: the study, then its committed table, figures 9 and 10 in figures/adaptive-tinyimagenet-cpu/,
 # and figures.ipynb's checked outputs refreshed (its default adaptive table is the committed one).
 adaptive-study-refresh: adaptive-study
 	$(BIN)/cldst results $(ADAPTIVE) --out $(ADAPTIVE_TABLE)
 	$(BIN)/papermill notebooks/figures.ipynb $(ADAPTIVE)/figures.ipynb --log-level WARNING -p results_csv None \
-		-p baselines_csv None -p adaptive_csv $(ADAPTIVE_TABLE) -p figures_dir $(dir $(ADAPTIVE_TABLE))
+		-p baselines_csv None -p adaptive_csv $(ADAPTIVE_TABLE) -p figures_dir $(dir $(ADAPTIVE_TABLE)) -p methods_csv None
+	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
+
+# DST beside PackNet, SupSup and WSN (docs/methods-study.md; Tiny ImageNet as for study-real, and
+# CIFAR-10 as data/README.md says): 60 runs, about 100 minutes on 2 cores; the comparison and
+# figures 11 and 12 in sweeps/methods-cpu/.
+METHODS := sweeps/methods-cpu
+METHODS_TABLE := figures/methods-cpu/results.csv
+methods-study: install
+	$(BIN)/cldst sweep grids/methods-tinyimagenet-cpu.yaml --jobs $(JOBS)
+	$(BIN)/cldst sweep grids/methods-cifar10-cpu.yaml --jobs $(JOBS)
+	$(BIN)/cldst results $(METHODS) --out $(METHODS)/results.csv
+	$(BIN)/papermill notebooks/figures.ipynb $(METHODS)/figures.ipynb --log-level WARNING -p results_csv None \
+		-p baselines_csv None -p adaptive_csv None -p methods_csv $(METHODS)/results.csv -p figures_dir $(METHODS)/figures
+
+# Maintainers: the study, then its committed table, figures 11 and 12 in figures/methods-cpu/, and
+# figures.ipynb's checked outputs refreshed (its default methods table is the committed one).
+methods-study-refresh: methods-study
+	$(BIN)/cldst results $(METHODS) --out $(METHODS_TABLE)
+	$(BIN)/papermill notebooks/figures.ipynb $(METHODS)/figures.ipynb --log-level WARNING -p results_csv None \
+		-p baselines_csv None -p adaptive_csv None -p methods_csv $(METHODS_TABLE) -p figures_dir $(dir $(METHODS_TABLE))
 	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
 
 # The baselines grid (static, the four growth rules, no reuse, fine-tuning, dense isolated; 45 runs,
@@ -128,14 +154,14 @@ baselines: install
 	$(BIN)/cldst sweep grids/baselines-split-mnist.yaml --jobs $(JOBS)
 	$(BIN)/cldst results $(BASELINES) --out $(BASELINES)/results.csv
 	$(BIN)/papermill notebooks/figures.ipynb $(BASELINES)/figures.ipynb --log-level WARNING \
-		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES)/results.csv -p figures_dir $(BASELINES)/figures
+		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES)/results.csv -p figures_dir $(BASELINES)/figures $(ONLY_STUDY)
 
 # Maintainers: the baselines, then the committed table (figures/baselines-split-mnist/), the figures
 # in figures/, and figures.ipynb's checked outputs refreshed from it.
 baselines-refresh: baselines
 	$(BIN)/cldst results $(BASELINES) --out $(BASELINES_TABLE)
 	$(BIN)/papermill notebooks/figures.ipynb $(BASELINES)/figures.ipynb --log-level WARNING \
-		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES_TABLE) -p figures_dir figures
+		-p results_csv $(DEMO_TABLE) -p baselines_csv $(BASELINES_TABLE) -p figures_dir figures $(ONLY_STUDY)
 	$(BIN)/python tools/refresh_notebooks.py notebooks/figures.ipynb
 
 # What each reference-protocol quirk costs (180 Split-MNIST runs, about 35 min on 2 cores): the

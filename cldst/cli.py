@@ -202,8 +202,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep {grid.name}: {report.skipped + report.finished} of {report.total} runs finished "
           f"({report.finished} now, {report.skipped} before), {len(report.failures)} failed, "
           f"in {int(minutes)} min {seconds:.0f} s → {grid.root}")
-    for run_id, error, notebook in report.failures:
-        print(f"failed {run_id}: {error} (notebook {notebook})")
+    for run_id, error, where in report.failures:
+        print(f"failed {run_id}: {error} (see {where})")
     if report.ok:
         print(f"table: cldst results {grid.root}")
     return 0 if report.ok else 1

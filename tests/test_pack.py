@@ -259,3 +259,43 @@ def test_a_failed_member_does_not_stop_the_others(tiny_cfg, tmp_path, one_thread
     assert [o.status for o in again] == ["finished"] * 3
     assert [(outs[i] / "metrics.json").stat().st_mtime_ns for i in (0, 2)] == written
     assert again[0].value == outcomes[0].value
+
+
+def test_a_pack_out_of_memory_fails_its_members_with_one_line(tiny_cfg, tmp_path, one_thread, monkeypatch):
+    """The batched step running out of memory fails each member in it with one line that says what
+    to do; a rerun at a size that fits resumes them to the end."""
+    cfgs = members(tiny_cfg)
+    outs = [tmp_path / f"m{i}" for i in range(3)]
+    real = PackedStep.backward
+    calls = itertools.count()
+
+    def backward(self, requests):
+        if next(calls) == 5:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, requests)
+
+    monkeypatch.setattr(PackedStep, "backward", backward)
+    outcomes = run_pack(cfgs, outs)
+    assert [o.status for o in outcomes] == ["failed"] * 3
+    for o, out in zip(outcomes, outs):
+        assert isinstance(o.error, MemoryError) and "\n" not in str(o.error)
+        assert str(o.error).startswith("3 runs packed do not fit in memory: rerun the sweep with a smaller --pack")
+        assert json.loads((out / "progress.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(PackedStep, "backward", real)
+    assert [o.status for o in run_pack(cfgs, outs)] == ["finished"] * 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_global_pooling_as_a_mean_is_adaptive_avg_pool_bit_for_bit(dtype):
+    """The backbones pool with out.mean((2, 3)), which vmap batches (adaptive_avg_pool2d falls back
+    to a loop over the pack's members); it is adaptive_avg_pool2d(out, 1)'s value and gradient, bit
+    for bit, at the final feature maps of 32, 64 and 84 px inputs."""
+    torch.manual_seed(0)
+    for shape in [(32, 128, 4, 4), (64, 512, 4, 4), (16, 1280, 1, 1), (8, 512, 8, 8), (8, 512, 11, 11)]:
+        x = torch.randn(shape, dtype=dtype, requires_grad=True)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        assert torch.equal(pooled, x.mean((2, 3)))
+        weights = torch.randn(pooled.shape, dtype=dtype)
+        (a,) = torch.autograd.grad((pooled * weights).sum(), x)
+        (b,) = torch.autograd.grad((x.mean((2, 3)) * weights).sum(), x)
+        assert torch.equal(a, b)

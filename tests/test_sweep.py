@@ -205,8 +205,8 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, capsys):
     out = capsys.readouterr().out
     failed = [line for line in out.splitlines() if line.startswith("failed ")]
     assert len(failed) == 1 and failed[0].startswith("failed miniimagenet-")
-    assert "DataError: " in failed[0] and "(notebook " in failed[0]
-    notebook = Path(failed[0].rsplit("(notebook ", 1)[1].rstrip(")"))
+    assert "DataError: " in failed[0] and "(see " in failed[0]
+    notebook = Path(failed[0].rsplit("(see ", 1)[1].rstrip(")"))
     assert notebook.name == "experiment.ipynb" and notebook.is_file()
     assert "1 of 2 runs finished" in out
     assert len(finished(tmp_path / "out")) == 1
@@ -232,3 +232,14 @@ def test_slurm_without_slurm_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["sweep", str(grid), "--executor", "slurm", "--no-progress"]) == 2
     assert "needs Slurm (no sbatch on this machine)" in capsys.readouterr().err
 
+
+
+def test_a_failed_run_points_to_its_notebook_or_its_packs_log(tmp_path):
+    """A run alone failed in its executed notebook; a packed run has none, its log says what happened."""
+    from cldst.runner.jobs import RunJob
+    from cldst.runner.sweep import _failure_file
+
+    job = RunJob("r", str(tmp_path), "experiment.ipynb", {})
+    assert _failure_file(job) == tmp_path / "papermill.log"
+    job.output.write_text("{}")
+    assert _failure_file(job) == job.output

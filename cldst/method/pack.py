@@ -15,7 +15,9 @@ convolutions as one grouped convolution). ``pack_refusal`` names the settings th
 ``PACK_SHAPE`` the settings every member of a pack shares. ``drive_pack`` runs the members'
 step generators (ContinualLearner.run_steps) in lockstep: members at the same (task, step) are
 computed together, the one furthest behind first, so a pack resumed from checkpoints of different
-ages catches up. A member that raises is recorded as failed (or preempted) and the others go on.
+ages catches up. A member that raises is recorded as failed (or preempted) and the others go on;
+when the batched step itself raises (out of memory: too many members), each of its members fails
+with one line.
 """
 
 from __future__ import annotations
@@ -161,9 +163,33 @@ def drive_pack(steps: Sequence[StepGenerator], model: torch.nn.Module,
             i, r = group[0], requests[0]
             advance(i, lambda i=i, r=r: steps[i].send(_own_step(r)))
             continue
-        for i, r, args in zip(group, requests, packed.backward(requests)):
+        try:
+            shared = packed.backward(requests)
+        except Exception as e:  # the batched step failed: every member in it fails, with one line
+            error, trace = packed_step_error(e, len(group), requests[0].x.device), traceback.format_exc()
+            for i in group:
+                steps[i].close()
+                outcomes[i] = MemberOutcome("failed", error=error, trace=trace)
+                if on_end is not None:
+                    on_end(i, outcomes[i])
+            continue
+        for i, r, args in zip(group, requests, shared):
             advance(i, lambda i=i, r=r, args=args: steps[i].send(r.trainer.finish_step(*args)))
     return outcomes
+
+
+def packed_step_error(error: Exception, size: int, device: torch.device) -> Exception:
+    """The error each member of a failed batched step reports: out of memory says what fitted and
+    what to do (members resume from their checkpoints); anything else is the error itself."""
+    if not isinstance(error, torch.OutOfMemoryError):
+        return error
+    free = ""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        left, total = torch.cuda.mem_get_info(device)
+        free = f" ({left / 2**30:.1f} of {total / 2**30:.1f} GiB free on {device} after it)"
+    return MemoryError(f"{size} runs packed do not fit in memory{free}: rerun the sweep with a smaller --pack "
+                       "(finished members are kept, the others resume from their checkpoints)")
 
 
 def _own_step(r: StepRequest):

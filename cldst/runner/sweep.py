@@ -16,9 +16,10 @@ from pathlib import Path
 
 from cldst.config import ConfigError
 from cldst.runner.grids import Grid
-from cldst.runner.jobs import NOTEBOOK, make_job
+from cldst.runner.jobs import NOTEBOOK, RunJob, make_job
 from cldst.runner.kernel import check_kernel
 from cldst.runner.local import run_local
+from cldst.runner.run_dir import RUN_LOG
 from cldst.runner.slurm import SlurmOptions, run_submitit
 from cldst.runner.sweep_bar import SweepBar
 
@@ -29,7 +30,7 @@ class SweepReport:
     total: int
     skipped: int
     finished: int
-    failures: list[tuple[str, str, Path]]  # run id, error line, its notebook
+    failures: list[tuple[str, str, Path]]  # run id, error line, where to read more (see _failure_file)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,12 @@ def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOp
     finally:
         counts.close()
     by_id = {j.run_id: j for j in all_jobs}
-    failures = [(rid, err, by_id[rid].output) for rid, err in counts.failures.items()]
+    failures = [(rid, err, _failure_file(by_id[rid])) for rid, err in counts.failures.items()]
     return SweepReport(grid, len(all_jobs), skipped, counts.finished, failures)
+
+
+def _failure_file(job: RunJob) -> Path:
+    """The run's executed notebook; a packed run has none, its log says what its pack did."""
+    output = Path(job.output)
+    return output if output.exists() else Path(job.run_dir) / RUN_LOG
 
