@@ -89,6 +89,16 @@ def test_per_task_diagonal_and_capacity(table):
 
 def test_figures_draw_every_method(table):
     fig = acc_vs_training_flops(comparison(table))
-    assert len(fig.axes) == 1 and len(fig.axes[0].lines) >= 7
+    assert len(fig.axes) == 1 and len(fig.axes[0].containers) == 5  # an error bar per sparse row
+    assert [t.get_text().split(":")[0] for t in fig.axes[0].texts] == ["fine-tuning (dense)"]
     fig = capacity_vs_task(per_task(table))
     assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 5  # dense fine-tuning not drawn
+
+
+def test_diagonal_table_reads_per_method_and_task(table):
+    from cldst.analysis.methods_study import diagonal_table, diagonal_text
+
+    wide = diagonal_table(per_task(table))
+    assert wide.loc[("80 %", LABELS["packnet"])].tolist() == [80.0, 50.0]
+    assert list(wide.columns) == [1, 2] and len(wide) == 6
+    assert diagonal_text(per_task(table)).startswith(f"{BENCH}\n")

@@ -262,7 +262,8 @@ def test_figures_notebook_makes_every_figure(tmp_path):
     figures = tmp_path / "figures"
     nb = execute(FIGURES, tmp_path / "figures.ipynb", results_csv=str(table), figures_dir=str(figures))
     names = [*STUDY_FIGURES, "fig5-accuracy-matrix", "fig7-acc-vs-training-flops", "fig8-layer-capacity",
-             "fig9-adaptive-acc-vs-cost", "fig10-chosen-per-task"]
+             "fig9-adaptive-acc-vs-cost", "fig10-chosen-per-task", "fig11-methods-acc-vs-flops",
+             "fig12-methods-capacity-vs-task"]
     for name in names:
         for ext in ("png", "pdf"):
             assert (figures / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"

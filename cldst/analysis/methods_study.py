@@ -132,3 +132,16 @@ def per_task(table: pd.DataFrame) -> pd.DataFrame:
                          "task": task + 1, "A[j][j]": a, "capacity": c})
     keys = ["benchmark", "sparsity", "method", "task"]
     return pd.DataFrame(rows).groupby(keys, sort=False).mean().reset_index()
+
+
+def diagonal_table(tasks: pd.DataFrame) -> pd.DataFrame:
+    """``per_task`` of one benchmark as a table to read: A[j][j] (%, one decimal), a row per sparsity
+    and method, a column per task."""
+    wide = tasks.pivot_table(index=["sparsity", "method"], columns="task", values="A[j][j]", sort=False)
+    return wide.round(1)
+
+
+def diagonal_text(tasks: pd.DataFrame) -> str:
+    """``diagonal_table`` of each benchmark, under its name."""
+    return "\n\n".join(f"{bench}\n{diagonal_table(part).to_string()}"
+                       for bench, part in tasks.groupby("benchmark", sort=False))
