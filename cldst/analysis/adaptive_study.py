@@ -15,7 +15,8 @@ import json
 import pandas as pd
 
 from cldst.analysis.choice import best_by_validation, oracle_by_test
-from cldst.analysis.summary import sparsity_text
+from cldst.analysis.summary import comparison_text as summary_text
+from cldst.analysis.summary import paired_difference, sparsity_text
 
 KIND_LABELS = {"adaptive": "adaptive init × growth", "bandit": "growth bandit", "budget": "density under a budget"}
 CELL = ("sparse_init", "growth")
@@ -52,8 +53,7 @@ def _row(runs: pd.DataFrame, method: str, configuration: str, picked: pd.DataFra
            "training FLOPs vs dense": runs["train_flops_vs_dense"].mean(),
            "capacity after last task": runs["capacity_final"].mean(), "val ACC": runs["val_acc"].mean()}
     if picked is not None:  # paired by seed with the validation-picked cell
-        diff = runs.set_index("seed")["acc"] - picked.set_index("seed")["acc"]
-        row["Δ ACC vs val-picked"] = diff.dropna().mean()
+        row["Δ ACC vs val-picked"] = paired_difference(runs, picked)
     return row
 
 
@@ -101,16 +101,8 @@ def _configuration(run: pd.Series, kind: str) -> str:
 
 
 def comparison_text(summary: pd.DataFrame) -> pd.DataFrame:
-    """The comparison as printed: ACC as mean ± std, one decimal; FLOPs and capacity as fractions."""
-    out = summary.copy()
-    out["ACC"] = [f"{m:.1f} ± {s:.1f}" if pd.notna(s) else f"{m:.1f}" for m, s in zip(out["ACC"], out["ACC std"])]
-    out["BWT"] = out["BWT"].map(lambda v: f"{v:+.1f}")
-    for name in ("training FLOPs vs dense", "capacity after last task"):
-        out[name] = out[name].map(lambda v: f"{v:.3f}")
-    out["val ACC"] = out["val ACC"].map(lambda v: f"{v:.1f}")
-    if "Δ ACC vs val-picked" in out.columns:
-        out["Δ ACC vs val-picked"] = out["Δ ACC vs val-picked"].map(lambda v: "" if pd.isna(v) else f"{v:+.1f}")
-    return out.drop(columns=["ACC std"])
+    """The comparison as printed (cldst/analysis/summary.py's comparison_text)."""
+    return summary_text(summary, ["val ACC"], "Δ ACC vs val-picked")
 
 
 def choice_counts(table: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,8 @@ import pandas as pd
 
 from cldst.analysis.choice import best_by_validation
 from cldst.analysis.results import is_true, json_column
-from cldst.analysis.summary import sparsity_text
+from cldst.analysis.summary import comparison_text as summary_text
+from cldst.analysis.summary import paired_difference, sparsity_text
 from cldst.config import ConfigError
 
 DST_BEST, DST_DEFAULT = "DST, best cell by validation", "DST, ERK gradient (study default)"
@@ -57,8 +58,7 @@ def _row(runs: pd.DataFrame, method: str, configuration: str, reference: pd.Data
            "mean A[j][j]": sum(sum(d) / len(d) for d in diagonals) / len(diagonals),
            "min A[j][j]": min(min(d) for d in diagonals)}
     if reference is not None:  # paired by seed with DST's default cell
-        diff = runs.set_index("seed")["acc"] - reference.set_index("seed")["acc"]
-        row["Δ ACC vs DST default"] = diff.dropna().mean()
+        row["Δ ACC vs DST default"] = paired_difference(runs, reference)
     return row
 
 
@@ -107,17 +107,8 @@ def comparison(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_text(summary: pd.DataFrame) -> pd.DataFrame:
-    """The comparison as printed: ACC as mean ± std, one decimal; FLOPs and capacity as fractions."""
-    out = summary.copy()
-    out["ACC"] = [f"{m:.1f} ± {s:.1f}" if pd.notna(s) else f"{m:.1f}" for m, s in zip(out["ACC"], out["ACC std"])]
-    out["BWT"] = out["BWT"].map(lambda v: f"{v:+.1f}")
-    for name in ("training FLOPs vs dense", "capacity after last task"):
-        out[name] = out[name].map(lambda v: f"{v:.3f}")
-    for name in ("mean A[j][j]", "min A[j][j]"):
-        out[name] = out[name].map(lambda v: f"{v:.1f}")
-    if "Δ ACC vs DST default" in out.columns:
-        out["Δ ACC vs DST default"] = out["Δ ACC vs DST default"].map(lambda v: "" if pd.isna(v) else f"{v:+.1f}")
-    return out.drop(columns=["ACC std"])
+    """The comparison as printed (cldst/analysis/summary.py's comparison_text)."""
+    return summary_text(summary, ["mean A[j][j]", "min A[j][j]"], "Δ ACC vs DST default")
 
 
 def per_task(table: pd.DataFrame) -> pd.DataFrame:

@@ -101,3 +101,23 @@ def acc_summary(table: pd.DataFrame) -> pd.DataFrame:
     cells = pd.Series([mean_std_text(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats["size"])],
                       index=stats.index)
     return by_growth(cells, keys).fillna("")
+
+
+def paired_difference(runs: pd.DataFrame, reference: pd.DataFrame, value: str = "acc") -> float:
+    """Mean of ``value``'s difference to ``reference``, paired by seed (seeds in both only)."""
+    return (runs.set_index("seed")[value] - reference.set_index("seed")[value]).dropna().mean()
+
+
+def comparison_text(summary: pd.DataFrame, one_decimal: Sequence[str], delta: str) -> pd.DataFrame:
+    """A study's comparison as printed: ACC as mean ± std and ``one_decimal`` columns to one decimal,
+    BWT and the ``delta`` column signed (blank where there is none), FLOPs and capacity as fractions."""
+    out = summary.copy()
+    out["ACC"] = [f"{m:.1f} ± {s:.1f}" if pd.notna(s) else f"{m:.1f}" for m, s in zip(out["ACC"], out["ACC std"])]
+    out["BWT"] = out["BWT"].map(lambda v: f"{v:+.1f}")
+    for name in ("training FLOPs vs dense", "capacity after last task"):
+        out[name] = out[name].map(lambda v: f"{v:.3f}")
+    for name in one_decimal:
+        out[name] = out[name].map(lambda v: f"{v:.1f}")
+    if delta in out.columns:
+        out[delta] = out[delta].map(lambda v: "" if pd.isna(v) else f"{v:+.1f}")
+    return out.drop(columns=["ACC std"])

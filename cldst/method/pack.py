@@ -138,17 +138,20 @@ def drive_pack(steps: Sequence[StepGenerator], model: torch.nn.Module,
     outcomes: list[MemberOutcome | None] = [None] * len(steps)
     pending: dict[int, StepRequest] = {}
 
+    def end(i: int, outcome: MemberOutcome) -> None:
+        outcomes[i] = outcome
+        if on_end is not None:
+            on_end(i, outcome)
+
     def advance(i: int, step) -> None:
         try:
             pending[i] = step()
         except StopIteration as done:
-            outcomes[i] = MemberOutcome("finished", done.value)
+            end(i, MemberOutcome("finished", done.value))
         except Preempted as e:
-            outcomes[i] = MemberOutcome("preempted", error=e)
+            end(i, MemberOutcome("preempted", error=e))
         except Exception as e:  # a failed member: reported, and the others go on
-            outcomes[i] = MemberOutcome("failed", error=e, trace=traceback.format_exc())
-        if outcomes[i] is not None and on_end is not None:
-            on_end(i, outcomes[i])
+            end(i, MemberOutcome("failed", error=e, trace=traceback.format_exc()))
 
     for i, gen in enumerate(steps):
         advance(i, lambda gen=gen: next(gen))
@@ -169,9 +172,7 @@ def drive_pack(steps: Sequence[StepGenerator], model: torch.nn.Module,
             error, trace = packed_step_error(e, len(group), requests[0].x.device), traceback.format_exc()
             for i in group:
                 steps[i].close()
-                outcomes[i] = MemberOutcome("failed", error=error, trace=trace)
-                if on_end is not None:
-                    on_end(i, outcomes[i])
+                end(i, MemberOutcome("failed", error=error, trace=trace))
             continue
         for i, r, args in zip(group, requests, shared):
             advance(i, lambda i=i, r=r, args=args: steps[i].send(r.trainer.finish_step(*args)))
