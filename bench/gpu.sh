@@ -8,7 +8,8 @@
 #   1. `cldst bench --device cuda` for one run (the DST step against a dense step);
 #   2. `cldst bench --pack R` at R = 8, 16 and 32 (packed, one after another; no processes on one GPU);
 #   3. one CIFAR-100-shaped 5-task run (presets/cifar100-5task.yaml at 1 epoch per task) with its
-#      training images/s, on the real data if data/ holds it, else on random tensors of its shape;
+#      training images/s, on the real data if data/ holds it, else on random tensors of its shape,
+#      and on a GPU the memory probe of `cldst sweep --pack auto` for it (the R it would choose);
 #   4. the projected time of each paper grid at that rate, and at the best packed rate.
 # Nothing here has been run on a GPU yet (no GPU on the development VM): the GPU table in
 # cldst/runner/estimate.py and the README still say "not measured".
@@ -68,6 +69,13 @@ print(f"{source}: {cfg.num_tasks} tasks × {cfg.epochs} epoch, {cfg.arch} width 
       f"(with evaluation and start-up)")
 with open("/tmp/cldst-gpu-run-ips", "w") as f:
     f.write(str(np.mean(metrics["images_per_s"])))
+if device.startswith("cuda"):  # what --pack auto would measure for this config (cldst/method/pack_memory.py)
+    from cldst.method.pack_memory import CudaPeak, probe_pack_memory
+    from cldst.runner.pack_probe import CAP
+    dev = torch.device(device)
+    memory = probe_pack_memory(cfg, data.to(dev), CudaPeak(dev))
+    print(f"--pack auto's memory probe for this config: {memory.text()}: at most {memory.largest(CAP)} runs "
+          f"per pack, one pack at a time (cap {CAP})")
 EOF
   echo "## 4. projected time of each paper grid at the run's training images/s (training only)"
   $PY - <<'EOF'

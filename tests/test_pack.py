@@ -5,6 +5,10 @@ order; refusals; resume of a stopped pack; a failed member does not stop the oth
 import csv
 import itertools
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,11 +16,13 @@ import torch.nn.functional as F
 
 from cldst import run_experiment
 from cldst.config import ConfigError
+from cldst.data import load_benchmark
 from cldst.method import dst
 from cldst.method.events import LearnerObserver
 from cldst.method.learner import ContinualLearner
 from cldst.method.pack import PackedStep, check_pack, drive_pack
-from cldst.runner.jobs import make_job
+from cldst.runner import pack as pack_runner
+from cldst.runner.jobs import NOTEBOOK, make_job
 from cldst.runner.pack import PackJob, make_packs, run_pack
 from cldst.runner.run_dir import RunDir
 
@@ -238,6 +244,58 @@ def test_stopped_pack_resumes_to_the_uninterrupted_pack(tiny_cfg, tmp_path, one_
         assert all((d / f).is_file() for f in RUN_FILES)
 
 
+# A pack's process (python -m cldst.runner.pack) killed with SIGKILL at the start of its Nth batched
+# step: every member then stands at the same step, and its last checkpoint is the same save point.
+KILLED_AT_STEP = """
+import json, os, signal, sys
+from cldst.method import pack
+from cldst.runner.pack import _main
+
+real, calls = pack.PackedStep.backward, [0]
+
+def backward(self, requests):
+    calls[0] += 1
+    if calls[0] == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, requests)
+
+pack.PackedStep.backward = backward
+sys.exit(_main(json.loads(sys.argv[2])))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_pack_process_resumes_to_the_uninterrupted_pack(tiny_cfg, tmp_path, one_thread):
+    """SIGKILL of a pack's process mid-task (no handler runs, nothing is flushed): no member is
+    finished, every member has a checkpoint; the pack's process run again resumes every member from
+    it, to the uninterrupted pack's metrics and history, bit for bit (one thread in both)."""
+    cfgs = [two_tasks(tiny_cfg, epochs=2, **{k: v for k, v in vars(c).items() if k in ("sparse_init", "growth",
+            "density", "update_frequency", "seed")}) for c in members(tiny_cfg)]
+    job = PackJob([make_job(c, tmp_path / "cut", NOTEBOOK) for c in cfgs])
+    members_json = json.dumps([vars(m) for m in job.members])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    learner = ContinualLearner(cfgs[0], progress=False)
+    at = 2 * learner.steps_per_epoch(0) + learner.steps_per_epoch(1) + 3  # task 1, its second epoch
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_STEP, str(at), members_json], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    cut = [Path(m.run_dir) for m in job.members]
+    for d in cut:
+        assert not (d / "metrics.json").exists()
+        snapshot = RunDir(d).read_checkpoint()
+        assert snapshot["task"]["task"] == 1 and snapshot["task"]["epoch"] == 1
+    rerun = subprocess.run(job.command(), env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    full = run_pack(cfgs, [tmp_path / f"full{i}" for i in range(3)])
+    for outcome, d, i in zip(full, cut, range(3)):
+        resumed, expected = computed(json.loads((d / "metrics.json").read_text())), computed(outcome.value)
+        assert resumed["config"].pop("data_dir") == str(Path("data").resolve())  # a sweep job's: absolute
+        expected["config"].pop("data_dir")
+        assert resumed == expected
+        assert history(d) == history(tmp_path / f"full{i}")
+        assert all((d / f).is_file() for f in RUN_FILES)
+
+
 def test_a_failed_member_does_not_stop_the_others(tiny_cfg, tmp_path, one_thread):
     """A member that raises mid-task fails alone; the others finish; a rerun skips the finished
     members (never rerun) and resumes the failed one from its checkpoint."""
@@ -283,6 +341,40 @@ def test_a_pack_out_of_memory_fails_its_members_with_one_line(tiny_cfg, tmp_path
         assert json.loads((out / "progress.json").read_text())["status"] == "failed"
     monkeypatch.setattr(PackedStep, "backward", real)
     assert [o.status for o in run_pack(cfgs, outs)] == ["finished"] * 3
+
+
+def test_members_with_equal_data_settings_share_one_load(tiny_cfg, tmp_path, one_thread, monkeypatch):
+    """A pack loads its images once per distinct data setting: the three members of members()
+    hold the same tensor (equal to a load of their own), a member with another data_seed its own."""
+    loads, images = [], []
+    monkeypatch.setattr(pack_runner, "load_benchmark",
+                        lambda cfg, progress=False: loads.append(cfg.seed) or load_benchmark(cfg, progress))
+    init = ContinualLearner.__init__
+
+    def keep_images(self, cfg, **kw):
+        init(self, cfg, **kw)
+        images.append(self.images)
+
+    monkeypatch.setattr(ContinualLearner, "__init__", keep_images)
+    cfgs = members(tiny_cfg) + [two_tasks(tiny_cfg, class_order="seeded", data_seed=1, seed=3)]
+    outcomes = run_pack(cfgs, [tmp_path / f"m{i}" for i in range(4)])
+    assert [o.status for o in outcomes] == ["finished"] * 4
+    assert loads == [0, 3]
+    assert images[1].train_x is images[0].train_x and images[2].test_x is images[0].test_x
+    assert images[3].train_x is not images[0].train_x
+    own = load_benchmark(cfgs[0])
+    assert torch.equal(images[0].train_x, own.train_x) and torch.equal(images[0].train_y, own.train_y)
+    assert not torch.equal(images[3].train_y[:50], images[0].train_y[:50])  # its own class order
+
+
+def test_data_settings_name_every_setting_the_loaders_read():
+    """DATA_SETTINGS (what a pack's shared load is keyed by) is exactly what cldst/data reads."""
+    import pathlib
+    import re
+
+    from cldst.data import DATA_SETTINGS
+    source = "".join(p.read_text() for p in pathlib.Path(load_benchmark.__code__.co_filename).parent.glob("*.py"))
+    assert set(re.findall(r"\bcfg\.([a-z_]+)", source)) == set(DATA_SETTINGS)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

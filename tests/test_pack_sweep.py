@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from cldst.cli import main
+from cldst.config import ConfigError
 from cldst.runner.grids import load_grid
 from cldst.runner.slurm import JOBS_FILE, SlurmOptions
 from cldst.runner.sweep import run_sweep
@@ -75,3 +77,30 @@ def test_one_slurm_job_per_pack(tmp_path):
     assert len(finished(tmp_path / "out")) == 2
     jobs = json.loads((tmp_path / "out" / "_submitit" / JOBS_FILE).read_text())
     assert len(jobs) == 2 and len(set(jobs.values())) == 1  # both runs, one job
+
+
+def test_pack_auto_in_a_sweep(tmp_path, capsys, monkeypatch):
+    """--pack auto: on the CPU no packs (said in one line, in the dry run too); with a GPU, packs of
+    the size the probe allows (the probe and the runs stood in for: no GPU here)."""
+    from cldst.method.pack_memory import PackMemory
+    from cldst.runner import pack_probe, sweep
+    from cldst.runner.pack import PackJob
+
+    grid = write_grid(tmp_path, {"seed": [0, 1, 2, 3, 4]})
+    assert main(["sweep", str(grid), "--dry-run", "--pack", "auto"]) == 0
+    assert "--pack auto: 1 (no packs): the runs train on the CPU" in capsys.readouterr().out
+    started = []
+    monkeypatch.setattr(sweep, "run_local", lambda units, *a, **k: started.append(units))
+    lines = []
+    run_sweep(load_grid(grid), pack="auto", progress=False, log=lines.append)
+    assert len(started[0]) == 5 and not any(isinstance(u, PackJob) for u in started[0])
+    assert lines[1].startswith("--pack auto: 1 (no packs): the runs train on the CPU")
+    gpu_grid = load_grid(write_grid(tmp_path, {"seed": [0, 1, 2, 3, 4], "device": ["auto"]}))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^--pack auto: the memory probe failed on GPU 0 \(the probe measures "
+                           r"a GPU's memory, and this run's device is cpu\): give --pack R$"):
+            run_sweep(gpu_grid, pack="auto", progress=False, log=lines.append, devices=["0"])  # the real probe
+    monkeypatch.setattr(pack_probe, "probe", lambda cfg, device: PackMemory(0, 2 ** 30, 4 * 2 ** 30, 8 * 2 ** 30))
+    run_sweep(gpu_grid, pack="auto", progress=False, log=lines.append, devices=["0"])
+    assert sorted(len(u.members) if isinstance(u, PackJob) else 1 for u in started[1]) == [2, 3]
+    assert "packs of at most 3: 5 runs in 2 packs (3, 2 runs each), 0 alone" in lines

@@ -12,7 +12,16 @@ import torch
 from cldst.config.benchmarks import BENCHMARKS
 from cldst.data.base import DataError, ImageSplit
 
-__all__ = ["DataError", "ImageSplit", "load_benchmark", "class_order", "task_class_range"]
+__all__ = ["DATA_SETTINGS", "DataError", "ImageSplit", "data_key", "load_benchmark", "class_order",
+           "task_class_range"]
+
+# Every setting that load_benchmark and the loaders read: runs equal in these load equal tensors
+# (a pack loads them once for all such members; tests/test_pack.py checks the list against the code).
+DATA_SETTINGS = ("dataset", "data_dir", "image_size", "class_order", "data_seed", "num_classes")
+
+
+def data_key(cfg) -> tuple:
+    return tuple(getattr(cfg, k) for k in DATA_SETTINGS)
 
 
 def _load_source(cfg, progress: bool) -> ImageSplit:

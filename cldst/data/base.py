@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -29,3 +29,7 @@ class ImageSplit:
             t = getattr(self, name)
             if t.dtype != torch.uint8 or t.dim() != 4:
                 raise DataError(f"{name} must be a uint8 (N, C, H, W) tensor, got {t.dtype} {tuple(t.shape)}")
+
+    def to(self, device: torch.device) -> ImageSplit:
+        """The same split with its tensors on ``device`` (itself where they are there already)."""
+        return replace(self, **{k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")})

@@ -51,7 +51,8 @@ class RunSession:
     """One run folder and its learner, ready to train: the part of ``run_experiment`` that a pack
     (cldst/runner/pack.py) shares. ``learner`` is None when the folder holds a finished run that
     is resumed (``result``: its metrics). ``stop``: asked beside the run's own request (a STOP file;
-    the signals are caught by whoever calls ``request.install()``)."""
+    the signals are caught by whoever calls ``request.install()``). ``data``: the run's images, or a
+    function of its config that gives them (called only when the run trains); default: its benchmark."""
 
     def __init__(self, cfg: ExperimentConfig, out: str | Path | None = None, *, resume: bool = False,
                  progress: bool = True, checkpoint_minutes: float = 0.0,
@@ -80,6 +81,8 @@ class RunSession:
             observers.append(observer)
         self.request = request = StopRequest(run_dir.file(STOP_FILE))
         should_stop = (lambda: request() or stop()) if stop is not None else request
+        if callable(data):
+            data = data(cfg)
         self.learner = ContinualLearner(cfg, data=data, observers=observers, should_stop=should_stop,
                                         checkpoint=saved, progress=progress)
         if board is not None:

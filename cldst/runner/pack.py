@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cldst.config import ConfigError, ExperimentConfig
+from cldst.data import ImageSplit, data_key, load_benchmark
+from cldst.method.device import select_device
 from cldst.method.events import LearnerObserver, Preempted
 from cldst.method.pack import MemberOutcome, check_pack, drive_pack, pack_key, pack_refusal
 from cldst.runner.experiment import RunSession, run_experiment
@@ -49,6 +51,7 @@ def run_pack(cfgs: Sequence[ExperimentConfig], outs: Sequence[str | Path], *, pr
             return [MemberOutcome("preempted", error=e)]
         except Exception as e:
             return [MemberOutcome("failed", error=e, trace=traceback.format_exc())]
+    data = SharedData(progress)
     signals = StopRequest()  # one handler for the pack's signals; each member also has its STOP file
     asked = _Latch((lambda: signals() or stop()) if stop is not None else signals)
     runs: list[RunSession | None] = []
@@ -56,7 +59,7 @@ def run_pack(cfgs: Sequence[ExperimentConfig], outs: Sequence[str | Path], *, pr
     for cfg, out, obs in zip(cfgs, outs, observers):
         try:  # a member that cannot start (its data, its checkpoint) fails alone
             run = RunSession(cfg, out, resume=True, progress=progress, checkpoint_minutes=checkpoint_minutes,
-                             observer=obs, stop=asked)
+                             observer=obs, stop=asked, data=data)
             runs.append(run)
             outcomes.append(MemberOutcome("finished", run.result))
         except Exception as e:
@@ -75,6 +78,22 @@ def run_pack(cfgs: Sequence[ExperimentConfig], outs: Sequence[str | Path], *, pr
     for k, outcome in zip(live, ended):
         outcomes[k] = outcome
     return outcomes
+
+
+class SharedData:
+    """A pack's images: loaded once, onto the device, for all members with equal data settings
+    (cldst.data.DATA_SETTINGS), so R members hold one copy instead of R. Only indices into it are
+    each member's own (its tasks, its validation hold-out); nothing writes to the images."""
+
+    def __init__(self, progress: bool = False):
+        self.progress = progress
+        self.loaded: dict[tuple, ImageSplit] = {}
+
+    def __call__(self, cfg: ExperimentConfig) -> ImageSplit:
+        key = data_key(cfg)
+        if key not in self.loaded:
+            self.loaded[key] = load_benchmark(cfg, self.progress).to(select_device(cfg.device))
+        return self.loaded[key]
 
 
 class _Latch:

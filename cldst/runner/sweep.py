@@ -18,7 +18,7 @@ from cldst.config import ConfigError
 from cldst.runner.grids import Grid
 from cldst.runner.jobs import NOTEBOOK, RunJob, make_job
 from cldst.runner.kernel import check_kernel
-from cldst.runner.local import run_local
+from cldst.runner.local import run_local, visible_gpus
 from cldst.runner.run_dir import RUN_LOG
 from cldst.runner.slurm import SlurmOptions, run_submitit
 from cldst.runner.sweep_bar import SweepBar
@@ -39,10 +39,11 @@ class SweepReport:
 
 def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOptions | None = None,
               notebook: str | Path = NOTEBOOK, progress: bool = True, devices: list[str] | None = None,
-              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), pack: int = 1) -> SweepReport:
+              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), pack: int | str = 1) -> SweepReport:
     """Run every unfinished run of the grid; finished runs (metrics.json present) are skipped.
     ``pack`` > 1: runs that share every shape-setting train in packs of at most ``pack`` runs, each
-    pack one process (cldst/runner/pack.py; ``jobs`` packs at a time, one Slurm job per pack)."""
+    pack one process (cldst/runner/pack.py; ``jobs`` packs at a time, one Slurm job per pack);
+    "auto": the largest that fits on the GPU, measured (cldst/runner/pack_probe.py; 1 on the CPU)."""
     notebook = Path(notebook)
     if not notebook.is_file():
         raise ConfigError(f"notebook {str(notebook)!r} does not exist: run sweeps from a cldst checkout")
@@ -50,8 +51,8 @@ def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOp
         raise ConfigError(f"executor={executor!r} is not allowed: expected local or slurm")
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} is not allowed: expected an integer ≥ 1")
-    if pack < 1:
-        raise ConfigError(f"pack={pack} is not allowed: expected an integer ≥ 1")
+    if pack != "auto" and not (isinstance(pack, int) and pack >= 1):
+        raise ConfigError(f"pack={pack!r} is not allowed: expected an integer ≥ 1 or auto")
     check_kernel()  # one line now, instead of the same line for every run
     all_jobs = [make_job(cfg, grid.root, notebook) for cfg in grid.configs]
     todo = [j for j in all_jobs if not j.finished]
@@ -59,6 +60,12 @@ def run_sweep(grid: Grid, executor: str = "local", jobs: int = 1, slurm: SlurmOp
     log(f"sweep {grid.name}: {len(all_jobs)} runs in {grid.root} ({skipped} already finished, "
         f"{len(todo)} to run, executor {executor})")
     units: list = todo
+    if pack == "auto":
+        from cldst.runner.pack_probe import choose_pack_size  # torch: only where packs are made
+
+        by_id = {j.run_id: cfg for j, cfg in zip(all_jobs, grid.configs)}
+        pack = choose_pack_size([by_id[j.run_id] for j in todo], executor=executor, jobs=jobs,
+                                devices=visible_gpus() if devices is None else devices, log=log) if todo else 1
     if pack > 1:
         from cldst.runner.pack import make_packs, pack_summary  # torch: only where packs are made
 
