@@ -16,13 +16,38 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cldst.config.benchmarks import BENCHMARKS, DATASETS
 from cldst.config.candidates import CHOOSABLE, candidates, label
+from cldst.config.vocabulary import (
+    ALIASES,
+    ARCHS,
+    BANDIT,
+    CLASS_ORDERS,
+    DATASET_DEFAULTS,
+    FREE_INITS,
+    GROWTHS,
+    INITS,
+    METHODS,
+    NOT_IN_RUN_ID,
+    NOT_READ_BY,
+    OPTIMIZERS,
+    PROTOCOLS,
+    QUIRKS,
+    REUSES,
+    RUN_ID_NEUTRAL,
+    STATIC,
+    ConfigError,
+    at_least,
+    bad,
+    is_int,
+    is_number,
+    one_of,
+    spelling,
+)
 
 __all__ = ["ALIASES", "ARCHS", "BANDIT", "CLASS_ORDERS", "DATASETS", "DATASET_DEFAULTS", "FREE_INITS", "GROWTHS",
            "INITS", "METHODS", "NOT_IN_RUN_ID", "OPTIMIZERS", "PROTOCOLS", "QUIRKS", "REUSES", "RUN_ID_NEUTRAL", "STATIC",
@@ -32,60 +57,6 @@ __all__ = ["ALIASES", "ARCHS", "BANDIT", "CLASS_ORDERS", "DATASETS", "DATASET_DE
 def setting(default: Any, help: str):
     """A config field with its one line of help (cldst run --help, the notebook's parameters cell)."""
     return field(default=default, metadata={"help": help})
-
-
-class ConfigError(ValueError):
-    """A setting that is not allowed. The message is one line naming the parameter."""
-
-
-ARCHS = ("resnet18", "mobilenetv2")
-INITS = ("uniform", "ERK")
-GROWTHS = ("random", "unfired", "gradient", "momentum")  # the DST growth rules
-STATIC = "none"  # growth: none, the static sparse baseline: the initial mask is never updated
-BANDIT = "bandit"  # growth: a bandit chooses among GROWTHS at each topology update (cldst/method/growth_bandit.py)
-REUSES = ("all", "none")
-# How each task's sub-network is found: dst (the study's method), or one of the field's methods
-# (docs/method.md): packnet (train, prune, retrain, freeze), supsup (a learned supermask over fixed
-# weights), wsn (learned scores over all weights; only free ones train)
-METHODS = ("dst", "packnet", "supsup", "wsn")
-# Settings a method does not read: left out of its run id, whatever their value
-NOT_READ_BY: dict[str, tuple[str, ...]] = {
-    "dst": ("retrain_epochs", "score_lr"),
-    **{m: ("growth", "update_frequency", "prune_rate", "retrain_epochs") for m in ("supsup", "wsn")},
-    "packnet": ("growth", "update_frequency", "prune_rate", "score_lr"),
-}
-OPTIMIZERS = ("adam", "sgd")
-PROTOCOLS = ("clean", "reference")
-FREE_INITS = ("zero", "theta0")
-CLASS_ORDERS = ("native", "seeded")
-
-# Spellings of the original README and code, mapped to ours.
-ALIASES = {
-    "dataset": {alias: b.name for b in BENCHMARKS.values() for alias in b.aliases},
-    "sparse_init": {"erk": "ERK"},
-    "growth": {"random_unfired": "unfired"},
-    "arch": {"resnet": "resnet18", "mobilenet": "mobilenetv2"},
-}
-
-# Per-benchmark defaults, with num_classes (cldst/config/benchmarks.py holds them).
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    name: dict(num_classes=b.num_classes, **b.defaults) for name, b in BENCHMARKS.items()}
-
-# Behaviours of the original code that protocol="reference" reproduces, one flag each.
-QUIRKS = ("test_augment", "eval_all_classes", "final_model_matrix", "keep_best_epoch",
-          "grown_frozen_zero", "bernoulli_masks", "unfired_topup", "dst_moves_frozen",
-          "index_tie_break", "shared_head_rows", "eval_batch_stats", "threshold_prune",
-          "sgd_nesterov", "keep_last_batch", "lr_drop_at_zero", "growth_ranks_active")
-
-# Settings added after results were published, left out of the run id at these values (which
-# compute what the code did before they existed), so earlier run ids and tables stay valid.
-RUN_ID_NEUTRAL: dict[str, Any] = {"val_fraction": 0.0, "probe_epochs": 1, "capacity_budget": 0.0,
-                                  "threshold_prune": False, "sgd_nesterov": False, "keep_last_batch": False, "lr_drop_at_zero": False,
-                                  "growth_ranks_active": False, "reuse": "all", "isolation": True,
-                                  "method": "dst", "retrain_epochs": 1}
-
-# Settings that do not change what a run computes, left out of the run id.
-NOT_IN_RUN_ID = ("data_dir", "device")
 
 
 @dataclass
@@ -171,9 +142,9 @@ class ExperimentConfig:
         for name, table in ALIASES.items():
             value = getattr(self, name)
             if isinstance(value, tuple):
-                setattr(self, name, tuple(_spelling(table, v) for v in value))
+                setattr(self, name, tuple(spelling(table, v) for v in value))
             else:
-                setattr(self, name, _spelling(table, value))
+                setattr(self, name, spelling(table, value))
         if isinstance(self.protocol, str):
             self.protocol = self.protocol.lower()
         if isinstance(self.optimizer, str):
@@ -181,17 +152,17 @@ class ExperimentConfig:
 
     def _fill_defaults(self) -> None:
         if not isinstance(self.device, str):
-            _bad("device", self.device, "auto, cpu, cuda or cuda:N")
+            bad("device", self.device, "auto, cpu, cuda or cuda:N")
         if self.dataset not in DATASET_DEFAULTS:
-            _bad("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+            bad("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
         for name, value in DATASET_DEFAULTS[self.dataset].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        if self.num_classes_per_task is None and _is_int(self.num_tasks) and self.num_tasks > 0 \
-                and _is_int(self.num_classes) and self.num_classes % self.num_tasks == 0:
+        if self.num_classes_per_task is None and is_int(self.num_tasks) and self.num_tasks > 0 \
+                and is_int(self.num_classes) and self.num_classes % self.num_tasks == 0:
             self.num_classes_per_task = self.num_classes // self.num_tasks
         if self.num_classes_per_task is None:
-            _bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
+            bad("num_tasks", self.num_tasks, f"a divisor of num_classes={self.num_classes}")
         if self.score_lr is None:
             self.score_lr = self.lr
         if self.protocol in PROTOCOLS:
@@ -202,30 +173,30 @@ class ExperimentConfig:
                 self.free_init = "zero" if self.protocol == "reference" else "theta0"
 
     def validate(self) -> None:
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("arch", self.arch, ARCHS)
+        one_of("dataset", self.dataset, DATASETS)
+        one_of("arch", self.arch, ARCHS)
         for init in self.candidate_values("sparse_init"):
-            _choice("sparse_init", init, INITS)
+            one_of("sparse_init", init, INITS)
         for growth in self.candidate_values("growth"):
-            _choice("growth", growth, (*GROWTHS, STATIC) if self.adaptive else (*GROWTHS, STATIC, BANDIT))
-        _choice("method", self.method, METHODS)
-        _choice("reuse", self.reuse, REUSES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("protocol", self.protocol, PROTOCOLS)
-        _choice("free_init", self.free_init, FREE_INITS)
-        _choice("class_order", self.class_order, CLASS_ORDERS)
+            one_of("growth", growth, (*GROWTHS, STATIC) if self.adaptive else (*GROWTHS, STATIC, BANDIT))
+        one_of("method", self.method, METHODS)
+        one_of("reuse", self.reuse, REUSES)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        one_of("protocol", self.protocol, PROTOCOLS)
+        one_of("free_init", self.free_init, FREE_INITS)
+        one_of("class_order", self.class_order, CLASS_ORDERS)
         for name in ("num_tasks", "num_classes", "num_classes_per_task", "epochs", "batch_size",
                      "eval_batch_size", "image_size"):
-            _at_least(name, getattr(self, name), 1)
-        _at_least("update_frequency", self.update_frequency, 0)
+            at_least(name, getattr(self, name), 1)
+        at_least("update_frequency", self.update_frequency, 0)
         if self.amp is not None and not isinstance(self.amp, bool):
-            _bad("amp", self.amp, "true, false or null (on for CUDA)")
+            bad("amp", self.amp, "true, false or null (on for CUDA)")
         for name in ("compile", "isolation", *QUIRKS):
             if not isinstance(getattr(self, name), bool):
-                _bad(name, getattr(self, name), "true or false")
+                bad(name, getattr(self, name), "true or false")
         for name in ("seed", "data_seed"):
-            if not _is_int(getattr(self, name)):
-                _bad(name, getattr(self, name), "an integer")
+            if not is_int(getattr(self, name)):
+                bad(name, getattr(self, name), "an integer")
         if not self.isolation and self.reuse == "none":
             raise ConfigError("reuse='none' needs isolation=true: without isolation no position is owned")
         if self.num_tasks * self.num_classes_per_task != self.num_classes:
@@ -234,43 +205,43 @@ class ExperimentConfig:
                 f" = {self.num_tasks * self.num_classes_per_task} must equal num_classes={self.num_classes}")
         native = BENCHMARKS[self.dataset].num_classes
         if self.num_classes > native:
-            _bad("num_classes", self.num_classes, f"at most {native}, the classes {self.dataset} has")
+            bad("num_classes", self.num_classes, f"at most {native}, the classes {self.dataset} has")
         for density in self.candidate_values("density"):
-            if not _is_number(density) or not 0 < density <= 1:
-                _bad("density", density, "a number in (0, 1]")
-        _at_least("probe_epochs", self.probe_epochs, 1)
-        if not _is_number(self.capacity_budget) or not 0 <= self.capacity_budget < 100:
-            _bad("capacity_budget", self.capacity_budget, "points of accuracy, a number in [0, 100)")
+            if not is_number(density) or not 0 < density <= 1:
+                bad("density", density, "a number in (0, 1]")
+        at_least("probe_epochs", self.probe_epochs, 1)
+        if not is_number(self.capacity_budget) or not 0 <= self.capacity_budget < 100:
+            bad("capacity_budget", self.capacity_budget, "points of accuracy, a number in [0, 100)")
         if self.capacity_budget and not isinstance(self.density, tuple):
             raise ConfigError("capacity_budget chooses among several densities: give density a list "
                               "(e.g. density: 0.05,0.025)")
         if self.adaptive:
             self._validate_adaptive()
-        _at_least("retrain_epochs", self.retrain_epochs, 1)
-        if self.score_lr is not None and (not _is_number(self.score_lr) or self.score_lr <= 0):
-            _bad("score_lr", self.score_lr, "a number > 0, or null (lr)")
+        at_least("retrain_epochs", self.retrain_epochs, 1)
+        if self.score_lr is not None and (not is_number(self.score_lr) or self.score_lr <= 0):
+            bad("score_lr", self.score_lr, "a number > 0, or null (lr)")
         if self.method != "dst":
             self._validate_method()
-        if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
-            _bad("val_fraction", self.val_fraction, "a number in [0, 1)")
-        if not _is_number(self.prune_rate) or not 0 <= self.prune_rate < 1:
-            _bad("prune_rate", self.prune_rate, "a number in [0, 1)")
-        if not _is_number(self.width) or self.width <= 0:
-            _bad("width", self.width, "a number > 0")
-        if not _is_number(self.lr) or self.lr <= 0:
-            _bad("lr", self.lr, "a number > 0")
-        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
-            _bad("momentum", self.momentum, "a number in [0, 1)")
+        if not is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            bad("val_fraction", self.val_fraction, "a number in [0, 1)")
+        if not is_number(self.prune_rate) or not 0 <= self.prune_rate < 1:
+            bad("prune_rate", self.prune_rate, "a number in [0, 1)")
+        if not is_number(self.width) or self.width <= 0:
+            bad("width", self.width, "a number > 0")
+        if not is_number(self.lr) or self.lr <= 0:
+            bad("lr", self.lr, "a number > 0")
+        if not is_number(self.momentum) or not 0 <= self.momentum < 1:
+            bad("momentum", self.momentum, "a number in [0, 1)")
         if self.optimizer == "sgd" and self.sgd_nesterov and self.momentum == 0:
-            _bad("momentum", self.momentum, "a number in (0, 1) with sgd_nesterov (Nesterov needs momentum)")
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            _bad("weight_decay", self.weight_decay, "a number ≥ 0")
+            bad("momentum", self.momentum, "a number in (0, 1) with sgd_nesterov (Nesterov needs momentum)")
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
+            bad("weight_decay", self.weight_decay, "a number ≥ 0")
         if not isinstance(self.device, str) or not (
                 self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
-            _bad("device", self.device, "auto, cpu, cuda or cuda:N")
+            bad("device", self.device, "auto, cpu, cuda or cuda:N")
         sizes = BENCHMARKS[self.dataset].image_sizes
         if sizes and self.image_size not in sizes:
-            _bad("image_size", self.image_size, f"{' or '.join(map(str, sizes))} for {self.dataset}")
+            bad("image_size", self.image_size, f"{' or '.join(map(str, sizes))} for {self.dataset}")
 
     def _validate_adaptive(self) -> None:
         lists = ", ".join(n for n in CHOOSABLE if isinstance(getattr(self, n), tuple))
@@ -281,7 +252,7 @@ class ExperimentConfig:
             raise ConfigError(f"candidates for {lists} need protocol=clean (the reference quirks evaluate "
                               "with test augmentation and batch statistics)")
         if self.probe_epochs >= self.epochs:
-            _bad("probe_epochs", self.probe_epochs, f"fewer than epochs={self.epochs}, so the chosen "
+            bad("probe_epochs", self.probe_epochs, f"fewer than epochs={self.epochs}, so the chosen "
                  "candidate trains on after the choice")
 
     def _validate_method(self) -> None:
@@ -298,7 +269,7 @@ class ExperimentConfig:
             raise ConfigError(f"method={m} needs isolation=true, reuse=all and free_init=theta0 (its own rules "
                               "decide what is reused and frozen)")
         if m == "packnet" and self.retrain_epochs >= self.epochs:
-            _bad("retrain_epochs", self.retrain_epochs, f"fewer than epochs={self.epochs}: packnet trains "
+            bad("retrain_epochs", self.retrain_epochs, f"fewer than epochs={self.epochs}: packnet trains "
                  "epochs − retrain_epochs epochs before the prune")
 
     # ------------------------------------------------------------------ I/O
@@ -358,33 +329,3 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"preset file {str(path)!r} must hold a mapping of setting: value")
     return values
-
-
-def _spelling(table: dict[str, str], value: Any) -> Any:
-    """Our spelling of ``value`` (ALIASES), case-insensitive; anything else as it is."""
-    if not isinstance(value, str):
-        return value
-    key = value.strip()
-    return table.get(key.lower(), table.get(key, key))
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _bad(name: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{name}={value!r} is not allowed: expected {allowed}")
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        _bad(name, value, f"one of {', '.join(allowed)}")
-
-
-def _at_least(name: str, value: Any, low: int) -> None:
-    if not _is_int(value) or value < low:
-        _bad(name, value, f"an integer ≥ {low}")

@@ -106,16 +106,10 @@ class ContinualLearner:
         gen = torch.Generator().manual_seed(task_seed(cfg.seed, t))
         torch.manual_seed(task_seed(cfg.seed, t))
         sl = task_class_range(t, cfg.num_classes_per_task)
-        # a method other than DST draws the mask and runs its hooks (cldst/method/subnetwork.py)
-        rule = None if cfg.method == "dst" else SUBNETWORK_METHODS[cfg.method](cfg, bb, sl, gen)
-        if rule is None:
-            mask = bb.new_task_mask(cfg.density, cfg.sparse_init, gen, exact=not cfg.bernoulli_masks,
-                                    head_rows=None if cfg.shared_head_rows else sl, reuse=cfg.reuse == "all")
-        else:
-            mask = rule.draw_mask()
-        shortfall = bb.shortfall if rule is None else rule.shortfall
-        if shortfall and not probe:
-            self._report_shortfall(t, shortfall)
+        rule = SUBNETWORK_METHODS[cfg.method](cfg, bb, sl, gen)  # the method's hooks (cldst/method/subnetwork.py)
+        mask = rule.draw_mask()
+        if rule.shortfall and not probe:
+            self._report_shortfall(t, rule.shortfall)
         bb.start_weights(mask, free_from_theta0=(t == 0 or cfg.free_init == "theta0"))
         total = self.steps_per_epoch(t) * cfg.epochs
         trainer = TaskTrainer(cfg, self.model, self.forward, bb, mask, sl, total, gen, self.autocast, rule)
@@ -125,7 +119,7 @@ class ContinualLearner:
             pos = TaskPosition(self.device)
         else:
             pos = restore_task(resume, self.model, trainer, sched, gen, self.device)
-        flops = TaskFlops(bb.names, self.output_sizes, self.dense_macs, cfg.growth if rule is None else rule.flops_rule,
+        flops = TaskFlops(bb.names, self.output_sizes, self.dense_macs, rule.flops_rule,
                           mask, total=pos.train_macs)
         self.model.train()
         bar = tqdm(total=total, initial=trainer.steps, desc=f"task {t + 1}/{cfg.num_tasks}", leave=False,
@@ -146,7 +140,7 @@ class ContinualLearner:
         idx = self.images.train_idx[t]
         n, bs, per_epoch = idx.numel(), cfg.batch_size, self.steps_per_epoch(t)
         epoch = pos.epoch
-        if trainer.rule is not None and trainer.rule.before_epoch(epoch, trainer.isolation):
+        if trainer.rule.before_epoch(epoch, trainer.isolation):
             task.flops.mask_changed()  # PackNet's prune
         if pos.perm is None:
             pos.perm = epoch_permutation(idx, task.generator)
@@ -226,10 +220,7 @@ class ContinualLearner:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - task.started
-        if task.trainer.rule is None:
-            bb.merge(task.mask, nonzero_rule=cfg.keep_best_epoch, overwrite=not cfg.isolation)
-        else:
-            task.trainer.rule.merge()
+        task.trainer.rule.merge()
         if not cfg.eval_batch_stats:
             if not cfg.isolation:  # earlier tasks' weights have changed: their statistics too
                 st.bn_stats[:] = [self.evaluator.task_statistics(j) for j in range(t)]

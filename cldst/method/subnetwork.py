@@ -1,8 +1,8 @@
-"""What the field's sub-network methods (PackNet, SupSup, WSN) share, and the hooks through which the
-task loop runs them in place of DST (``cfg.method``; docs/method.md has each method's rules).
+"""The hooks through which the task loop runs a method (``cfg.method``): DST, the loop's own (below),
+and the field's sub-network methods (PackNet, SupSup, WSN; docs/method.md has each method's rules).
 
-The loop is DST's: the learner draws a task's mask, starts its weights, trains its epochs with the
-TaskTrainer and merges it; a method changes only what its hooks say. One object serves one task:
+The learner draws a task's mask, starts its weights, trains its epochs with the TaskTrainer and
+merges it; a method changes only what its hooks say. One object serves one task:
 
 - ``draw_mask()``: the task's mask at its start (a list of bool tensors, changed in place later);
 - ``optimizer_params(model)``: what the task's optimizer trains (default: the model's parameters);
@@ -13,7 +13,8 @@ TaskTrainer and merges it; a method changes only what its hooks say. One object 
 - ``state_dict()`` / ``load_state_dict()``: its own state, in the task's checkpoint, so that a
   resumed task computes what the uninterrupted one computes.
 
-``flops_rule`` names the method's entry in cldst/method/flops.py's DENSE_GRADIENT.
+``flops_rule`` names the method's entry in cldst/method/flops.py's DENSE_GRADIENT;
+``updates_topology``: whether the TaskTrainer's DynamicSparsity prunes and regrows the mask.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from cldst.method.masks import Backbone, TaskIsolation
 
 
 class SubnetworkMethod:
-    """One task of a method other than DST; the defaults are DST's behaviour with a static mask."""
+    """One task of a method; the defaults are DST's behaviour with a static mask."""
 
     flops_rule = "never"
+    updates_topology = False
 
     def __init__(self, cfg: ExperimentConfig, backbone: Backbone, classes: slice, generator: torch.Generator):
         self.cfg, self.backbone, self.classes, self.generator = cfg, backbone, classes, generator
@@ -63,6 +65,28 @@ class SubnetworkMethod:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class DST(SubnetworkMethod):
+    """The study's method: the mask drawn by the config's sparse init over the free positions (or
+    all, with reuse), its topology updated by the growth rule, merged as the protocol says."""
+
+    updates_topology = True
+
+    def __init__(self, cfg: ExperimentConfig, backbone: Backbone, classes: slice, generator: torch.Generator):
+        super().__init__(cfg, backbone, classes, generator)
+        self.flops_rule = cfg.growth
+
+    def draw_mask(self) -> list[torch.Tensor]:
+        cfg = self.cfg
+        self.mask = self.backbone.new_task_mask(cfg.density, cfg.sparse_init, self.generator,
+                                                exact=not cfg.bernoulli_masks, reuse=cfg.reuse == "all",
+                                                head_rows=None if cfg.shared_head_rows else self.classes)
+        self.shortfall = self.backbone.shortfall
+        return self.mask
+
+    def merge(self) -> None:
+        self.backbone.merge(self.mask, nonzero_rule=self.cfg.keep_best_epoch, overwrite=not self.cfg.isolation)
 
 
 def task_region(backbone: Backbone, classes: slice) -> list[torch.Tensor]:

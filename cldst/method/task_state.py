@@ -88,8 +88,8 @@ def task_state(t: int, pos: TaskPosition, model, trainer, sched, gen: torch.Gene
         # growth bandit: its plays, rewards and choices, and what the last update grew
         "bandit": None if trainer.topology.bandit is None else trainer.topology.bandit.state_dict(),
         "grown": trainer.topology.grown,
-        # a method other than DST: its own state (PackNet's phase; SupSup's and WSN's scores and weights)
-        "method": None if trainer.rule is None else trainer.rule.state_dict(),
+        # the method's own state (PackNet's phase; SupSup's and WSN's scores and weights; DST: none)
+        "method": trainer.rule.state_dict(),
         "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }

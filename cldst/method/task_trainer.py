@@ -13,7 +13,7 @@ from cldst.data.transforms import BatchTransform
 from cldst.method.dst import DynamicSparsity
 from cldst.method.masks import Backbone, TaskIsolation
 from cldst.method.models import head
-from cldst.method.subnetwork import SubnetworkMethod
+from cldst.method.subnetwork import DST, SubnetworkMethod
 
 
 def epoch_permutation(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -56,7 +56,10 @@ class TaskTrainer:
     def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module, forward, backbone: Backbone,
                  mask: list[torch.Tensor], class_slice: slice, total_steps: int,
                  generator: torch.Generator, autocast, rule: SubnetworkMethod | None = None):
-        self.rule = rule  # a method other than DST (cldst/method/subnetwork.py): its hooks; None: DST
+        if rule is None:  # DST on the given mask (the benchmark's and tests' trainers)
+            rule = DST(cfg, backbone, class_slice, generator)
+            rule.mask = mask
+        self.rule = rule  # the method's hooks (cldst/method/subnetwork.py)
         self.model = model
         self.forward = forward
         self.head = head(model)
@@ -65,11 +68,11 @@ class TaskTrainer:
         self.params = backbone.params
         self.isolation = TaskIsolation(backbone, mask, class_slice, grown_frozen_zero=cfg.grown_frozen_zero,
                                        isolate=cfg.isolation)
-        self.optimizer = make_optimizer(cfg, model.parameters() if rule is None else rule.optimizer_params(model))
+        self.optimizer = make_optimizer(cfg, rule.optimizer_params(model))
         head_rows = None if cfg.shared_head_rows else class_slice
         self.topology = DynamicSparsity(
             backbone.params, mask, growth=cfg.growth, initial_prune_rate=cfg.prune_rate,
-            total_steps=total_steps, update_frequency=0 if cfg.static or rule is not None else cfg.update_frequency,
+            total_steps=total_steps, update_frequency=cfg.update_frequency if rule.updates_topology and not cfg.static else 0,
             generator=generator,
             fixed=backbone.fixed_positions(head_rows, owned=cfg.isolation and not cfg.dst_moves_frozen),
             random_ties=not cfg.index_tie_break,
@@ -82,8 +85,7 @@ class TaskTrainer:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
         """One optimizer step on (x, y) with y in 0..C-1. Returns (loss, all logits, topology update)."""
         features: list[torch.Tensor] = []
-        if self.rule is not None:
-            self.rule.before_forward()
+        self.rule.before_forward()
         if self.steps == 0:  # the head's input, for the dead-start check
             hook = self.head.register_forward_pre_hook(lambda _m, inputs: features.append(inputs[0].detach()))
         with self.autocast():
@@ -93,8 +95,7 @@ class TaskTrainer:
         loss = F.cross_entropy(all_logits[:, self.class_slice], y)
         self.optimizer.zero_grad()
         loss.backward()
-        if self.rule is not None:
-            self.rule.after_backward()
+        self.rule.after_backward()
         return self.finish_step(loss, all_logits, features[0] if features else None)
 
     def finish_step(self, loss: torch.Tensor, all_logits: torch.Tensor,
@@ -107,10 +108,7 @@ class TaskTrainer:
         if self.steps == 0:
             self.dead_start = is_dead(features, self.params)
         self.optimizer.step()
-        if self.rule is None:
-            self.isolation.after_step()
-        else:
-            self.rule.after_step(self.isolation)
+        self.rule.after_step(self.isolation)
         self.steps += 1
         update = None
         if self.topology.due(self.steps):
