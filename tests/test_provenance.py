@@ -36,6 +36,34 @@ def test_code_version_outside_a_checkout(tmp_path, monkeypatch):
     assert provenance.version_text(provenance.code_version()) == f"cldst {cldst.__version__}"
 
 
+def test_dirty_means_code_not_results(tmp_path, monkeypatch):
+    """Refreshed tables, figures, docs and drawing notebooks leave a checkout clean; code does not."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path), *args],
+                       check=True, capture_output=True)
+
+    files = ["cldst/x.py", "figures/demo/results.csv", "docs/a.md", "README.md", "notebooks/figures.ipynb",
+             "notebooks/experiment.ipynb"]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("0")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    monkeypatch.setattr(provenance, "ROOT", tmp_path.resolve())
+    assert provenance.code_version()["git_dirty"] is False
+    for f in files[1:5]:
+        (tmp_path / f).write_text("1")
+    (tmp_path / "untracked.py").write_text("1")
+    assert provenance.code_version()["git_dirty"] is False
+    for f in ("notebooks/experiment.ipynb", "cldst/x.py"):
+        (tmp_path / f).write_text("1")
+        assert provenance.code_version()["git_dirty"] is True
+        git("checkout", "--", f)
+
+
 def test_describe():
     assert provenance.version_text(OTHER) == "cldst 0.0.9, git 0123456789ab"
     assert provenance.version_text({**OTHER, "git_dirty": True}) == "cldst 0.0.9, git 0123456789ab (modified)"

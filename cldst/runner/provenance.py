@@ -3,7 +3,9 @@
 ``config.json`` and ``metrics.json`` record :func:`code_version`, and so does the results table, so a
 number can be traced back to the code that computed it. ``git_commit`` and ``git_dirty`` are None
 when cldst does not run from a git checkout (an installed wheel) or git is not available. Dirty means
-tracked files differ from the commit; untracked files are not counted.
+tracked files that can change what a run computes differ from the commit: untracked files do not
+count, nor do NOT_CODE, the files the *-refresh targets rewrite (so that one refresh's new tables
+and figures do not mark the next refresh's runs dirty).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from cldst.config.version import __version__
 
 KEYS = ("cldst_version", "git_commit", "git_dirty")
+# Committed results, their figures, the docs and the notebooks that only draw results: not code.
+NOT_CODE = ("figures", "docs", "*.md", "notebooks/figures.ipynb", "notebooks/protocols.ipynb")
 ROOT = Path(__file__).resolve().parents[2]  # the checkout, when cldst runs from one
 
 
@@ -34,7 +38,8 @@ def code_version() -> dict[str, Any]:
     top = _git("rev-parse", "--show-toplevel")
     if top is not None and Path(top).resolve() == ROOT:  # not a repository that merely contains cldst
         commit = _git("rev-parse", "HEAD")
-        status = _git("status", "--porcelain", "--untracked-files=no")
+        status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      *(f":(exclude){path}" for path in NOT_CODE))
         dirty = None if commit is None or status is None else bool(status)
     return {"cldst_version": __version__, "git_commit": commit, "git_dirty": dirty}
 
