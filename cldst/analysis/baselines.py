@@ -10,7 +10,7 @@ import pandas as pd
 
 from cldst.analysis.results import is_true
 from cldst.analysis.summary import mean_std_text, sparsity_text
-from cldst.config import GROWTHS, ConfigError
+from cldst.config import GROWTHS, ConfigError, is_static
 
 ORDER = ("static", *GROWTHS, "no reuse (gradient)", "fine-tuning (gradient)", "dense isolated")
 
@@ -24,7 +24,7 @@ def baseline(row: pd.Series) -> str:
         return f"fine-tuning ({row['growth']})"
     if row.get("reuse") == "none":
         return f"no reuse ({row['growth']})"
-    if row["growth"] == "none" or int(row["update_frequency"]) == 0:
+    if is_static(row["growth"], row["update_frequency"]):
         return "static"
     return str(row["growth"])
 

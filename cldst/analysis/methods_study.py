@@ -16,7 +16,7 @@ from cldst.analysis.choice import best_by_validation
 from cldst.analysis.results import is_true, json_column
 from cldst.analysis.summary import comparison_text as summary_text
 from cldst.analysis.summary import paired_difference, sparsity_text
-from cldst.config import ConfigError
+from cldst.config import ConfigError, is_static
 
 DST_BEST, DST_DEFAULT = "DST, best cell by validation", "DST, ERK gradient (study default)"
 LABELS = {"static": "static sparse", "packnet": "PackNet", "supsup": "SupSup", "wsn": "WSN",
@@ -33,7 +33,7 @@ def study_method(row: pd.Series) -> str:
         return str(method)
     if "isolation" in row.index and not is_true(row["isolation"]):
         return "fine-tuning"
-    if row["growth"] == "none" or int(row["update_frequency"]) == 0:
+    if is_static(row["growth"], row["update_frequency"]):
         return "static"
     return "dst"
 

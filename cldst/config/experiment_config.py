@@ -45,13 +45,14 @@ from cldst.config.vocabulary import (
     bad,
     is_int,
     is_number,
+    is_static,
     one_of,
     spelling,
 )
 
 __all__ = ["ALIASES", "ARCHS", "BANDIT", "CLASS_ORDERS", "DATASETS", "DATASET_DEFAULTS", "FREE_INITS", "GROWTHS",
            "INITS", "METHODS", "NOT_IN_RUN_ID", "OPTIMIZERS", "PROTOCOLS", "QUIRKS", "REUSES", "RUN_ID_NEUTRAL", "STATIC",
-           "ConfigError", "ExperimentConfig", "load_preset"]
+           "ConfigError", "ExperimentConfig", "is_static", "load_preset"]
 
 
 def setting(default: Any, help: str):
@@ -305,7 +306,7 @@ class ExperimentConfig:
     @property
     def static(self) -> bool:
         """No topology update: the static sparse baseline (growth none, or update_frequency 0)."""
-        return self.growth == STATIC or self.update_frequency == 0
+        return is_static(self.growth, self.update_frequency)
 
     def run_id(self) -> str:
         """Short hash of everything that changes what the run computes."""

@@ -63,6 +63,11 @@ RUN_ID_NEUTRAL: dict[str, Any] = {"val_fraction": 0.0, "probe_epochs": 1, "capac
 NOT_IN_RUN_ID = ("data_dir", "device")
 
 
+def is_static(growth: str, update_frequency: int) -> bool:
+    """No topology update: the static sparse baseline (growth none, or update_frequency 0)."""
+    return growth == STATIC or int(update_frequency) == 0
+
+
 def spelling(table: dict[str, str], value: Any) -> Any:
     """Our spelling of ``value`` (ALIASES), case-insensitive; anything else as it is."""
     if not isinstance(value, str):

@@ -75,7 +75,7 @@ class CudaPeak:
 
 def probe_steps(cfg: ExperimentConfig) -> int:
     """Steps per probe: past the first topology update (2 without updates)."""
-    return cfg.update_frequency + 1 if cfg.update_frequency > 0 and cfg.growth != "none" else 2
+    return 2 if cfg.static else cfg.update_frequency + 1
 
 
 def probe_pack_memory(cfg: ExperimentConfig, data: ImageSplit, meter) -> PackMemory:
