@@ -20,8 +20,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cldst.config.benchmarks import BENCHMARKS, DATASETS
+from cldst.config.benchmarks import DATASETS
 from cldst.config.candidates import CHOOSABLE, candidates, label
+from cldst.config.validation import check
 from cldst.config.vocabulary import (
     ALIASES,
     ARCHS,
@@ -41,12 +42,9 @@ from cldst.config.vocabulary import (
     RUN_ID_NEUTRAL,
     STATIC,
     ConfigError,
-    at_least,
     bad,
     is_int,
-    is_number,
     is_static,
-    one_of,
     spelling,
 )
 
@@ -174,104 +172,8 @@ class ExperimentConfig:
                 self.free_init = "zero" if self.protocol == "reference" else "theta0"
 
     def validate(self) -> None:
-        one_of("dataset", self.dataset, DATASETS)
-        one_of("arch", self.arch, ARCHS)
-        for init in self.candidate_values("sparse_init"):
-            one_of("sparse_init", init, INITS)
-        for growth in self.candidate_values("growth"):
-            one_of("growth", growth, (*GROWTHS, STATIC) if self.adaptive else (*GROWTHS, STATIC, BANDIT))
-        one_of("method", self.method, METHODS)
-        one_of("reuse", self.reuse, REUSES)
-        one_of("optimizer", self.optimizer, OPTIMIZERS)
-        one_of("protocol", self.protocol, PROTOCOLS)
-        one_of("free_init", self.free_init, FREE_INITS)
-        one_of("class_order", self.class_order, CLASS_ORDERS)
-        for name in ("num_tasks", "num_classes", "num_classes_per_task", "epochs", "batch_size",
-                     "eval_batch_size", "image_size"):
-            at_least(name, getattr(self, name), 1)
-        at_least("update_frequency", self.update_frequency, 0)
-        if self.amp is not None and not isinstance(self.amp, bool):
-            bad("amp", self.amp, "true, false or null (on for CUDA)")
-        for name in ("compile", "isolation", *QUIRKS):
-            if not isinstance(getattr(self, name), bool):
-                bad(name, getattr(self, name), "true or false")
-        for name in ("seed", "data_seed"):
-            if not is_int(getattr(self, name)):
-                bad(name, getattr(self, name), "an integer")
-        if not self.isolation and self.reuse == "none":
-            raise ConfigError("reuse='none' needs isolation=true: without isolation no position is owned")
-        if self.num_tasks * self.num_classes_per_task != self.num_classes:
-            raise ConfigError(
-                f"num_tasks × num_classes_per_task = {self.num_tasks} × {self.num_classes_per_task}"
-                f" = {self.num_tasks * self.num_classes_per_task} must equal num_classes={self.num_classes}")
-        native = BENCHMARKS[self.dataset].num_classes
-        if self.num_classes > native:
-            bad("num_classes", self.num_classes, f"at most {native}, the classes {self.dataset} has")
-        for density in self.candidate_values("density"):
-            if not is_number(density) or not 0 < density <= 1:
-                bad("density", density, "a number in (0, 1]")
-        at_least("probe_epochs", self.probe_epochs, 1)
-        if not is_number(self.capacity_budget) or not 0 <= self.capacity_budget < 100:
-            bad("capacity_budget", self.capacity_budget, "points of accuracy, a number in [0, 100)")
-        if self.capacity_budget and not isinstance(self.density, tuple):
-            raise ConfigError("capacity_budget chooses among several densities: give density a list "
-                              "(e.g. density: 0.05,0.025)")
-        if self.adaptive:
-            self._validate_adaptive()
-        at_least("retrain_epochs", self.retrain_epochs, 1)
-        if self.score_lr is not None and (not is_number(self.score_lr) or self.score_lr <= 0):
-            bad("score_lr", self.score_lr, "a number > 0, or null (lr)")
-        if self.method != "dst":
-            self._validate_method()
-        if not is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
-            bad("val_fraction", self.val_fraction, "a number in [0, 1)")
-        if not is_number(self.prune_rate) or not 0 <= self.prune_rate < 1:
-            bad("prune_rate", self.prune_rate, "a number in [0, 1)")
-        if not is_number(self.width) or self.width <= 0:
-            bad("width", self.width, "a number > 0")
-        if not is_number(self.lr) or self.lr <= 0:
-            bad("lr", self.lr, "a number > 0")
-        if not is_number(self.momentum) or not 0 <= self.momentum < 1:
-            bad("momentum", self.momentum, "a number in [0, 1)")
-        if self.optimizer == "sgd" and self.sgd_nesterov and self.momentum == 0:
-            bad("momentum", self.momentum, "a number in (0, 1) with sgd_nesterov (Nesterov needs momentum)")
-        if not is_number(self.weight_decay) or self.weight_decay < 0:
-            bad("weight_decay", self.weight_decay, "a number ≥ 0")
-        if not isinstance(self.device, str) or not (
-                self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
-            bad("device", self.device, "auto, cpu, cuda or cuda:N")
-        sizes = BENCHMARKS[self.dataset].image_sizes
-        if sizes and self.image_size not in sizes:
-            bad("image_size", self.image_size, f"{' or '.join(map(str, sizes))} for {self.dataset}")
-
-    def _validate_adaptive(self) -> None:
-        lists = ", ".join(n for n in CHOOSABLE if isinstance(getattr(self, n), tuple))
-        if self.val_fraction <= 0:
-            raise ConfigError(f"candidates for {lists} are chosen on validation images: set val_fraction > 0 "
-                              "(e.g. 0.1); the test set never chooses")
-        if self.protocol != "clean":
-            raise ConfigError(f"candidates for {lists} need protocol=clean (the reference quirks evaluate "
-                              "with test augmentation and batch statistics)")
-        if self.probe_epochs >= self.epochs:
-            bad("probe_epochs", self.probe_epochs, f"fewer than epochs={self.epochs}, so the chosen "
-                 "candidate trains on after the choice")
-
-    def _validate_method(self) -> None:
-        """The field's methods run the clean protocol's loop only, one fixed configuration each."""
-        m = self.method
-        if self.adaptive or self.growth == BANDIT:
-            raise ConfigError(f"method={m} trains one fixed configuration: candidate lists and growth=bandit "
-                              "are DST's (use method=dst)")
-        quirks = [q for q in QUIRKS if getattr(self, q)]
-        if self.protocol != "clean" or quirks:
-            raise ConfigError(f"method={m} runs the clean protocol only: "
-                              + ("set protocol=clean" if self.protocol != "clean" else f"turn off {quirks[0]}"))
-        if not self.isolation or self.reuse != "all" or self.free_init != "theta0":
-            raise ConfigError(f"method={m} needs isolation=true, reuse=all and free_init=theta0 (its own rules "
-                              "decide what is reused and frozen)")
-        if m == "packnet" and self.retrain_epochs >= self.epochs:
-            bad("retrain_epochs", self.retrain_epochs, f"fewer than epochs={self.epochs}: packnet trains "
-                 "epochs − retrain_epochs epochs before the prune")
+        """Raise ConfigError, with one line, for the first setting out of range (cldst/config/validation.py)."""
+        check(self)
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
