@@ -25,32 +25,20 @@ from cldst.config.candidates import CHOOSABLE, candidates, label
 from cldst.config.validation import check
 from cldst.config.vocabulary import (
     ALIASES,
-    ARCHS,
-    BANDIT,
-    CLASS_ORDERS,
     DATASET_DEFAULTS,
-    FREE_INITS,
     GROWTHS,
     INITS,
-    METHODS,
     NOT_IN_RUN_ID,
     NOT_READ_BY,
-    OPTIMIZERS,
     PROTOCOLS,
     QUIRKS,
-    REUSES,
     RUN_ID_NEUTRAL,
-    STATIC,
     ConfigError,
     bad,
     is_int,
     is_static,
     spelling,
 )
-
-__all__ = ["ALIASES", "ARCHS", "BANDIT", "CLASS_ORDERS", "DATASETS", "DATASET_DEFAULTS", "FREE_INITS", "GROWTHS",
-           "INITS", "METHODS", "NOT_IN_RUN_ID", "OPTIMIZERS", "PROTOCOLS", "QUIRKS", "REUSES", "RUN_ID_NEUTRAL", "STATIC",
-           "ConfigError", "ExperimentConfig", "is_static", "load_preset"]
 
 
 def setting(default: Any, help: str):
